@@ -1,0 +1,100 @@
+"""Find a model's config.json and tensor inventory.
+
+Order: a local directory or config.json path; the Hugging Face cache; the bundled catalog; the Hub.
+The network is used only when the model is neither local, cached nor bundled, or when a
+`--revision` asks for a specific Hub revision (a bundled entry is then the fallback when the Hub
+cannot be reached). Nothing is ever imported or executed from a model repository: config.json is
+read as JSON data.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ConfigError, HubError, ModelNotFound
+from ..memory.weights import Inventory
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    id: str
+    source: str                  # "local" | "hf-cache" | "hub" | "catalog"
+    detail: str                  # path, cache snapshot, Hub revision, catalog file
+    config: dict
+    hf_quant_config: dict | None
+    inventory: Inventory | None
+
+
+def _reject_constant(name: str):
+    # Python's json accepts NaN/Infinity (real configs contain them); keep them as floats and let
+    # the normalizer reject them only where a number must be finite.
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
+
+
+def parse_config_text(text: str, where: str) -> dict:
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as e:
+        raise ConfigError(f"{where} is not valid JSON: {e}",
+                          "Check the file; kvfit reads config.json as plain JSON.") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def read_json_file(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text") from e
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+    return parse_config_text(text, str(path))
+
+
+def offline_requested(offline_flag: bool) -> bool:
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return offline_flag or env in ("1", "true", "yes", "on")
+
+
+def resolve(ref: str, *, revision: str | None = None, offline: bool = False) -> ModelSource:
+    from . import catalog, hfcache, local
+
+    if not isinstance(ref, str) or not ref.strip():
+        raise ModelNotFound("no model given", "Pass a Hugging Face id (org/name) or a local directory.")
+    ref = ref.strip()
+    path = Path(ref).expanduser()
+    if path.exists():
+        return local.load(path)
+    if ref.startswith((".", "/", "~")) or ref.endswith(".json"):
+        raise ModelNotFound(f"{ref}: no such file or directory")
+    if ref.count("/") > 1:
+        raise ModelNotFound(f"{ref!r} is neither an existing path nor a Hugging Face id (org/name)")
+
+    cached = hfcache.load(ref, revision)
+    if cached is not None:
+        return cached
+    bundled = catalog.load(ref)
+    if bundled is not None and revision is None:
+        return bundled
+    if offline_requested(offline):
+        if bundled is not None:
+            return bundled
+        raise ModelNotFound(
+            f"{ref} is not a local path, not in the Hugging Face cache and not bundled, and the Hub is off "
+            f"({'--offline' if offline else 'HF_HUB_OFFLINE'})",
+            "Download it once (huggingface-cli download " + ref + " config.json) or pass a local directory; "
+            "`kvfit models` lists the bundled models.")
+    from . import hub
+
+    try:
+        return hub.load(ref, revision)
+    except HubError as e:
+        if bundled is not None:
+            return ModelSource(bundled.id, bundled.source, f"{bundled.detail} (Hub unreachable: {e.message})",
+                               bundled.config, bundled.hf_quant_config, bundled.inventory)
+        raise

@@ -1,0 +1,41 @@
+"""One error family for everything the user can fix. Caught only in cli.py.
+
+Each error carries the message the user sees and the exit code: 2 for bad input or a broken
+environment (the documented contract), never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class KvfitError(Exception):
+    """A problem the user can act on. `hint` says what to do."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class BadInput(KvfitError):
+    """A flag value, size or manifest entry that cannot be right."""
+
+
+class ModelNotFound(KvfitError):
+    """No source had the model."""
+
+
+class ConfigError(KvfitError):
+    """config.json is missing, malformed, or lacks what the KV arithmetic needs."""
+
+
+class HubError(KvfitError):
+    """The Hugging Face Hub could not be reached, or refused (gated, private)."""
+
+
+class GpuError(KvfitError):
+    """NVML or the GPU catalog could not answer."""

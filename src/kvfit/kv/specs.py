@@ -1,0 +1,149 @@
+"""One small frozen class per KV kind, mirroring vllm/v1/kv_cache_interface.py (0.32).
+
+Each spec answers two questions the way vLLM's does: how many bytes one block takes on one rank
+(`page_size_bytes`) and how many blocks one request at the current settings needs
+(`blocks_per_request`). Nothing else in kvfit knows these formulas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """The vLLM settings a per-request cost depends on."""
+
+    max_model_len: int
+    max_num_batched_tokens: int
+    max_in_flight_tokens: int           # max_concurrent_batches x max_num_batched_tokens
+    extra_retained_tokens: int = 0      # max(0, num_prefill_lookahead_tokens - 1) with MTP
+    num_speculative_blocks: int = 0     # mamba: num_speculative_tokens
+    mamba_cache_mode: str = "none"      # "align" when prefix caching is on for hybrids
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Full attention (vLLM FullAttentionSpec): MHA, GQA, MQA. num_kv_heads is per rank."""
+
+    block_size: int
+    num_kv_heads: int
+    head_size: int
+    head_size_v: int
+    dtype_bytes: int
+    state_content_bytes: int | None = None   # packed formats set it (fp8_ds_mla: 656)
+    page_size_padded: int | None = None
+
+    kind = "full"
+
+    @property
+    def bytes_per_token(self) -> int:
+        if self.state_content_bytes is not None:
+            return self.num_kv_heads * self.state_content_bytes
+        return self.num_kv_heads * (self.head_size + self.head_size_v) * self.dtype_bytes
+
+    @property
+    def real_page_size_bytes(self) -> int:
+        return self.block_size * self.bytes_per_token
+
+    @property
+    def page_size_bytes(self) -> int:
+        return self.page_size_padded if self.page_size_padded is not None else self.real_page_size_bytes
+
+    def tokens_per_request(self, ctx: RequestContext) -> int:
+        return ctx.max_model_len
+
+    def blocks_per_request(self, ctx: RequestContext) -> int:
+        return cdiv(ctx.max_model_len, self.block_size)
+
+    @property
+    def type_key(self) -> tuple:
+        """Specs with equal type_key can share one group (vLLM's UniformTypeKVCacheSpecs)."""
+        return (self.kind, self.block_size)
+
+
+@dataclass(frozen=True)
+class SlidingWindowSpec(AttentionSpec):
+    sliding_window: int = 0
+    kind = "sliding"
+
+    def blocks_per_request(self, ctx: RequestContext) -> int:
+        tokens = min(self.sliding_window - 1 + ctx.extra_retained_tokens + ctx.max_in_flight_tokens,
+                     ctx.max_model_len)
+        return cdiv(tokens, self.block_size) + 1   # the window may start mid-block
+
+    @property
+    def type_key(self) -> tuple:
+        return (self.kind, self.block_size, self.sliding_window)
+
+
+@dataclass(frozen=True)
+class ChunkedLocalAttentionSpec(AttentionSpec):
+    attention_chunk_size: int = 0
+    kind = "chunked"
+
+    def blocks_per_request(self, ctx: RequestContext) -> int:
+        tokens = min(self.attention_chunk_size + ctx.max_in_flight_tokens, ctx.max_model_len)
+        return cdiv(tokens, self.block_size)
+
+    @property
+    def type_key(self) -> tuple:
+        return (self.kind, self.block_size, self.attention_chunk_size)
+
+
+@dataclass(frozen=True)
+class MLAAttentionSpec(AttentionSpec):
+    """One latent vector per token per layer (head_size_v = 0), not divided by TP."""
+
+    kind = "mla"
+
+    @property
+    def type_key(self) -> tuple:
+        return ("full", self.block_size)     # MLAAttentionSpec is a FullAttentionSpec subclass
+
+
+@dataclass(frozen=True)
+class CrossAttentionSpec(AttentionSpec):
+    """Encoder-decoder cross attention: sized by max_num_encoder_input_tokens (= mnbt)."""
+
+    kind = "cross"
+
+    def blocks_per_request(self, ctx: RequestContext) -> int:
+        return cdiv(ctx.max_num_batched_tokens, self.block_size)
+
+    @property
+    def type_key(self) -> tuple:
+        return (self.kind, self.block_size)
+
+
+@dataclass(frozen=True)
+class MambaSpec:
+    """Fixed-size recurrent state (vLLM MambaSpec). page = sum of state tensors, maybe padded."""
+
+    state_bytes: int
+    block_size: int
+    checkpoint_blocks: int = 0          # 1 for Mamba2 mixers (and KDA when it can checkpoint)
+    page_size_padded: int | None = None
+    mamba_type: str = "mamba"
+
+    kind = "mamba"
+
+    @property
+    def page_size_bytes(self) -> int:
+        return self.page_size_padded if self.page_size_padded is not None else self.state_bytes
+
+    def blocks_per_request(self, ctx: RequestContext) -> int:
+        if ctx.mamba_cache_mode == "align":
+            return 2 + ctx.num_speculative_blocks + self.checkpoint_blocks
+        return 1 + ctx.num_speculative_blocks
+
+    @property
+    def type_key(self) -> tuple:
+        return (self.kind, self.mamba_type, self.block_size)
+
+
+KVSpec = AttentionSpec | MambaSpec

@@ -1,0 +1,71 @@
+"""The launch as kvfit sees it: vLLM's own flag names, validated once, with nothing silently changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BadInput
+
+KV_CACHE_DTYPES = {
+    "auto": None, "float16": 2, "half": 2, "bfloat16": 2, "float32": 4, "float": 4,
+    "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "int8": 1, "fp8_ds_mla": 1, "nvfp4_ds_mla": 1,
+}
+DTYPES = {"auto", "half", "float16", "bfloat16", "float", "float32"}
+_DTYPE_CANON = {"half": "float16", "float": "float32"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_model_len: int | None = None            # None: derived; -1: auto-fit
+    gpu_memory_utilization: float | None = None  # None: the version's default
+    tensor_parallel_size: int = 1
+    pipeline_parallel_size: int = 1
+    dtype: str = "auto"
+    kv_cache_dtype: str = "auto"
+    block_size: int | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    enforce_eager: bool = False
+    kv_cache_memory_bytes: int | None = None
+    num_gpu_blocks_override: int | None = None
+    disable_sliding_window: bool = False
+    device: str = "cuda"                        # "cuda" | "cpu"
+    entrypoint: str = "serve"                   # "serve" | "llm"
+
+    def validate(self) -> "Settings":
+        if self.gpu_memory_utilization is not None:
+            u = self.gpu_memory_utilization
+            if not (0 < u <= 1):
+                raise BadInput(f"--gpu-memory-utilization must be in (0, 1], got {u}",
+                               "It is the fraction of the GPU's total memory vLLM may use, e.g. 0.9.")
+        for name in ("tensor_parallel_size", "pipeline_parallel_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise BadInput(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+        for name in ("block_size", "max_num_seqs", "max_num_batched_tokens", "kv_cache_memory_bytes",
+                     "num_gpu_blocks_override"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise BadInput(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")
+        if self.block_size is not None and self.block_size % 16 and self.device == "cuda":
+            raise BadInput(f"--block-size {self.block_size}: vLLM's CUDA attention backends take multiples of 16")
+        if self.max_model_len is not None and self.max_model_len != -1 and self.max_model_len < 1:
+            raise BadInput("--max-model-len must be positive, -1 or auto")
+        if self.dtype not in DTYPES:
+            raise BadInput(f"--dtype {self.dtype!r} is not one of {', '.join(sorted(DTYPES))}")
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise BadInput(f"--kv-cache-dtype {self.kv_cache_dtype!r} is not one kvfit models",
+                           "Known: " + ", ".join(sorted(KV_CACHE_DTYPES)))
+        if self.device not in ("cuda", "cpu"):
+            raise BadInput(f"--device must be cuda or cpu, got {self.device!r}")
+        if self.entrypoint not in ("serve", "llm"):
+            raise BadInput(f"--entrypoint must be serve or llm, got {self.entrypoint!r}")
+        if (self.max_num_seqs is not None and self.max_num_batched_tokens is not None
+                and self.max_num_batched_tokens < self.max_num_seqs):
+            raise BadInput(f"--max-num-batched-tokens ({self.max_num_batched_tokens}) is smaller than "
+                           f"--max-num-seqs ({self.max_num_seqs}); vLLM refuses that")
+        return self
+
+    @property
+    def dtype_canonical(self) -> str:
+        return _DTYPE_CANON.get(self.dtype, self.dtype)

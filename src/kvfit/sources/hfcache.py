@@ -1,0 +1,41 @@
+"""The Hugging Face cache, read as files (no huggingface_hub import on this path: it is slow).
+
+Layout (huggingface_hub file_download.py): $HF_HUB_CACHE/models--ORG--NAME/refs/REVISION holds a
+commit hash; snapshots/HASH/ holds the files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import ModelSource, read_json_file
+from .local import inventory_in, quant_config_in
+
+
+def cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(os.environ["HUGGINGFACE_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def snapshot(repo_id: str, revision: str | None) -> Path | None:
+    repo = cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    if not repo.is_dir():
+        return None
+    rev = revision or "main"
+    ref = repo / "refs" / rev
+    commit = ref.read_text().strip() if ref.is_file() else rev
+    snap = repo / "snapshots" / commit
+    return snap if (snap / "config.json").is_file() else None
+
+
+def load(repo_id: str, revision: str | None) -> ModelSource | None:
+    snap = snapshot(repo_id, revision)
+    if snap is None:
+        return None
+    config = read_json_file(snap / "config.json")
+    return ModelSource(repo_id, "hf-cache", str(snap), config, quant_config_in(snap), inventory_in(snap))
