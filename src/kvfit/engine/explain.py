@@ -26,6 +26,7 @@ Choices documented here:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +119,7 @@ def _settings(facts: LogFacts) -> dict[str, Any]:
     return s
 
 
-def _block_size(facts: LogFacts, err: LogError | None = None) -> int:
+def _block_size(facts: LogFacts) -> int:
     if facts.block_size:
         return facts.block_size
     return 16
@@ -217,8 +218,8 @@ def _v1_max_seq_len(facts: LogFacts, e: LogError) -> Diagnosis:
     dev = facts.device_label or "GPU"
     parts = [
         f"vLLM checks that one request of max_model_len ({_n(x)}) tokens fits in the KV cache.",
-        f"That needs {need:.2f} GiB, but after weights, activations"
-        + (" and CUDA graphs" if dev != "CPU" else "")
+        f"That needs {need:.2f} GiB, but after weights"
+        + (", activations and CUDA graphs" if dev != "CPU" else " and activations")
         + f" only {have:.2f} GiB was left for KV cache, so it refused to start.",
     ]
     fixes: list[Fix] = []
@@ -326,7 +327,7 @@ def _no_cache_memory(facts: LogFacts, e: LogError) -> Diagnosis:
             )
         else:
             parts.append(f"Raising the utilisation is not enough: {why}.")
-    if not fixes:
+    elif not fixes:
         util = facts.gpu_memory_utilization
         if util is not None and util < 0.95:
             fixes.append(
@@ -634,6 +635,13 @@ def _ok(facts: LogFacts) -> Diagnosis | None:
     elif kv is not None:
         bits.append(f"{_g(kv)} was available for the KV cache.")
         title_bits.append(f"{_g(kv)} of KV cache")
+    per_rank = facts.all_values.get("available_kv_gib", [])
+    if len(set(per_rank)) > 1:
+        bits.append(
+            "The workers report different KV memory ("
+            + ", ".join(f"{v:.2f}" for v in per_rank)
+            + f" GiB); every worker gets the block count of the smallest ({min(per_rank):.2f} GiB)."
+        )
     if conc is not None and L:
         bits.append(f"That is {conc:.2f}x concurrency for requests of {_n(L)} tokens.")
         title_bits.append(f"{conc:.2f}x at {_n(L)} tokens")
@@ -654,7 +662,7 @@ def _ok(facts: LogFacts) -> Diagnosis | None:
         )
     if conc is not None and conc < 1.0:
         bits.append("Concurrency below 1x means one full-length request does not fit.")
-    status = "vLLM started" if facts.startup_complete or not facts.errors else "vLLM reported its KV cache"
+    status = "vLLM started" if facts.startup_complete else "vLLM sized its KV cache"
     title = status + (": " + ", ".join(title_bits) if title_bits else "")
     return Diagnosis("ok", title, " ".join(bits), [])
 
@@ -679,6 +687,13 @@ def _env_warnings(facts: LogFacts) -> list[str]:
     return out
 
 
+_RELEVANT_WARNING = re.compile(
+    r"KV cache|memory|max_model_len|max model len|block size|sliding window|prefix caching|"
+    r"gpu_memory_utilization|cuda ?graph|max_num_(?:seqs|batched_tokens)",
+    re.IGNORECASE,
+)
+
+
 def explain(facts: LogFacts) -> Explanation:
     diagnoses: list[Diagnosis] = []
     for e in facts.errors:
@@ -689,7 +704,7 @@ def explain(facts: LogFacts) -> Explanation:
         ok = _ok(facts)
         if ok is not None:
             diagnoses.append(ok)
-    warnings = list(facts.warnings) + _env_warnings(facts)
+    warnings = _env_warnings(facts) + [w for w in facts.warnings if _RELEVANT_WARNING.search(w)]
     if not diagnoses:
         warnings.append("No vLLM error or KV-cache capacity line was recognised in this text.")
     return Explanation(diagnoses=diagnoses, warnings=warnings, model=facts.model, settings=_settings(facts))

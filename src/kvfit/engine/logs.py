@@ -110,9 +110,8 @@ class LogFacts:
 # text helpers
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-_NUM = r"-?\d[\d,]*(?:\.\d+)?"
 _FLOAT = r"-?\d+(?:\.\d+)?"
-_INT = r"\d[\d,]*"
+_INT = r"\d+(?:,\d{3})*"
 
 
 def _f(s: str) -> float:
@@ -166,7 +165,13 @@ RX_VLLM_VERSION = R(r"\bvLLM version:? v?([0-9]+\.[0-9]+[\w.+\-]*)")
 RX_CONFIG_MODEL = R(r"\bmodel='([^']*)'")
 RX_NONDEFAULT = R(r"non-default args: (\{.*\})")
 RX_START_LOAD = R(r"Starting to load model (\S+?)(?:\.\.\.)?\s*$")
-RX_ENV_LINE = R(r"Initializing a V1 LLM engine|\bEngineCore(?:_DP\d+)?\b|\[gpu_worker\.py|\[core\.py")
+RX_ENV_LINE = R(
+    r"Initializing a V1 LLM engine|\bEngineCore(?:_DP\d+)?\b|\[(?:gpu_worker|gpu_model_runner|kv_cache_utils|cpu_worker)\.py"
+)
+RX_CPU_HINT = R(
+    r"for CPU_[A-Z_]+ backend|\bdevice_config=cpu\b|\[cpu_worker\.py|GiB CPU\)|Using LBHNC KV cache layout|"
+    r"VLLM_CPU_KVCACHE_SPACE"
+)
 
 # settings
 RX_USING_MAX_LEN = R(r"Using max model len (" + _INT + r")")
@@ -289,6 +294,10 @@ RX_OOM_SAMPLER = R(
 RX_ENV_UTIL = R(r"(?<![A-Za-z0-9_])((?:VLLM_)?GPU_MEMORY_UTILIZATION)\b(?:\s*[=:]\s*[\"']?(" + _FLOAT + r"))?")
 RX_ENV_ASSIGN = R(r"(?<![A-Za-z0-9_\-])(VLLM_[A-Z0-9_]+)\s*=\s*([^\s\"']+|\"[^\"]*\"|'[^']*')")
 RX_ENV_YAML = R(r"name:\s*[\"']?((?:VLLM_)?GPU_MEMORY_UTILIZATION)[\"']?")
+
+RX_WARNING = R(
+    r"\bWARNING\b(?:\s+\d\d-\d\d\s+\d\d:\d\d:\d\d(?:\.\d+)?)?\s*(?:\[[^\]]*\]|\S+\.py:\d+\])?\s*(.+)"
+)
 
 # traceback frames and phase markers
 RX_FRAME = R(r'File "[^"]*", line \d+, in (\S+)')
@@ -484,7 +493,7 @@ _SETTING_KEYS = {
 }
 
 
-def _apply_settings(c: _Collector, items: dict[str, Any], line: str, source: str) -> None:
+def _apply_settings(c: _Collector, items: dict[str, Any], line: str) -> None:
     for k, raw in items.items():
         key = k.replace("-", "_")
         if key == "max_seq_len":
@@ -510,7 +519,7 @@ def _parse_config_line(c: _Collector, line: str) -> None:
     items: dict[str, Any] = {}
     for m in re.finditer(r"\b(\w+)=('(?:[^']*)'|[^,\s)]+)", line.split("with config:", 1)[-1]):
         items.setdefault(m.group(1), m.group(2).strip("'"))
-    _apply_settings(c, items, line, "config")
+    _apply_settings(c, items, line)
 
 
 def _parse_nondefault(c: _Collector, line: str, blob: str) -> None:
@@ -523,7 +532,7 @@ def _parse_nondefault(c: _Collector, line: str, blob: str) -> None:
         items = {}
         for m in re.finditer(r"'(\w+)':\s*('(?:[^']*)'|[^,}]+)", blob):
             items[m.group(1)] = m.group(2).strip().strip("'")
-    _apply_settings(c, {str(k): v for k, v in items.items()}, line, "args")
+    _apply_settings(c, {str(k): v for k, v in items.items()}, line)
 
 
 def _join_continuations(lines: list[str]) -> list[str]:
@@ -744,6 +753,7 @@ def parse_log(text: str) -> LogFacts:
     lines = _clean_lines(text)
     engine_hint_v0 = engine_hint_v1 = False
     explicit_engine: str | None = None
+    strong_v1 = False
     mml_from_errors: int | None = None
 
     for line in _join_continuations(lines):
@@ -753,7 +763,7 @@ def parse_log(text: str) -> LogFacts:
         # ---- commands pasted along with the log
         if RX_CMD.search(line) and not re.search(r"\b(INFO|WARNING|ERROR|DEBUG)\b", line):
             flags, pos_model, env = _parse_command(line)
-            _apply_settings(c, {k: v for k, v in flags.items()}, line, "cli")
+            _apply_settings(c, dict(flags), line)
             if pos_model and not f.model:
                 c.set("model", pos_model, line)
             for k, v in env.items():
@@ -769,6 +779,11 @@ def parse_log(text: str) -> LogFacts:
             if m.group(2) is not None or RX_ENV_YAML.search(line) or re.search(r"\b(export|set|env)\b", line):
                 f.env.setdefault(m.group(1), m.group(2))
                 c.keep(line)
+
+        # ---- vLLM's own warnings (message text without the prefix)
+        m = RX_WARNING.search(line)
+        if m and m.group(1).strip() and m.group(1).strip() not in f.warnings:
+            f.warnings.append(m.group(1).strip())
 
         # ---- version / engine / model
         m = RX_ENGINE_INIT.search(line)
@@ -791,6 +806,9 @@ def parse_log(text: str) -> LogFacts:
             c.set("model", m.group(1), line)
         if RX_ENV_LINE.search(line):
             engine_hint_v1 = True
+            strong_v1 = True
+        if RX_CPU_HINT.search(line):
+            c.set("device_label", "CPU", line)
         if re.search(r"\[(?:worker|gpu_executor|distributed_gpu_executor|executor_base|ray_gpu_executor)\.py|"
                      r"\s(?:worker|gpu_executor|distributed_gpu_executor|executor_base)\.py:\d+\]", line):
             engine_hint_v0 = True
@@ -821,8 +839,8 @@ def parse_log(text: str) -> LogFacts:
         m = RX_LOAD_V1.search(line) or RX_LOAD_V0.search(line)
         if m:
             c.set("model_loading_gib", _to_gib(_f(m.group(1)), m.group(2)), line)
-            if RX_LOAD_V0.search(line) or re.search(r"GiB and \d", line):
-                engine_hint_v0 = engine_hint_v0 or "memory and" not in line
+            if RX_LOAD_V0.search(line):  # "Loading model weights took" is V0-only wording
+                engine_hint_v0 = True
         m = RX_PROFILE_ONELINE.search(line)
         if m:
             engine_hint_v0 = True
@@ -970,8 +988,6 @@ def parse_log(text: str) -> LogFacts:
             engine_hint_v1 = True
         if "max_model_len" in e.numbers and e.kind != "user_max_len_too_long" and mml_from_errors is None:
             mml_from_errors = int(e.numbers["max_model_len"])
-        if f.startup_complete and e.kind != "cuda_oom":
-            pass
 
     # ---- engine
     if explicit_engine:
@@ -981,7 +997,7 @@ def parse_log(text: str) -> LogFacts:
     elif engine_hint_v0 and not engine_hint_v1:
         f.engine = "V0"
     elif engine_hint_v0 and engine_hint_v1:
-        f.engine = "V1" if (f.kv_cache_tokens is not None or f.device_label) else "V0"
+        f.engine = "V1" if (strong_v1 or f.kv_cache_tokens is not None or f.device_label) else "V0"
 
     # ---- settings -> top-level facts
     s = f.settings
@@ -1017,6 +1033,15 @@ def parse_log(text: str) -> LogFacts:
             f.total_gpu_memory_gib = round(float(e.numbers["total_capacity_gib"]), 2)
             f.derived.append("total_gpu_memory_gib")
 
+    # total from the printed budget when only "Requested memory: U (util), R GiB" was logged
+    if (
+        f.total_gpu_memory_gib is None
+        and f.requested_memory_gib is not None
+        and f.gpu_memory_utilization
+    ):
+        f.total_gpu_memory_gib = round(f.requested_memory_gib / f.gpu_memory_utilization, 2)
+        f.derived.append("total_gpu_memory_gib")
+
     # weights: the profiling figure when printed, otherwise the loading figure
     if f.model_weights_gib is None and f.model_loading_gib is not None:
         f.model_weights_gib = f.model_loading_gib
@@ -1043,7 +1068,4 @@ def parse_log(text: str) -> LogFacts:
         if bs is not None:
             f.kv_cache_tokens = f.num_gpu_blocks * bs
             f.derived.append("kv_cache_tokens")
-
-    if f.device_label is None and f.engine == "V1" and f.kv_cache_tokens is not None:
-        pass
     return f
