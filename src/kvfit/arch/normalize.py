@@ -45,7 +45,7 @@ class _Reader:
     def raw(self, key: str, default: Any = None) -> Any:
         if self.has(key):
             return self.cfg[key]
-        if key in self.defaults:
+        if key in self.defaults and key not in self.cfg:   # an explicit null stays null
             self.inferred.append(f"{key}={self.defaults[key]} (transformers class default)")
             return self.defaults[key]
         return default
