@@ -25,10 +25,13 @@ def parse_size(text: str, what: str = "size") -> int:
     if not m:
         raise BadInput(f"{what}: cannot read {text!r} as a size",
                        "Use bytes or a unit: 24GiB, 24GB, 512MiB, 1073741824.")
-    number, unit = m.group(1), (m.group(2) or "").lower()
+    number, raw_unit = m.group(1), m.group(2) or ""
+    unit = raw_unit.lower()
     if unit not in _SIZE_UNITS:
         raise BadInput(f"{what}: unknown unit in {text!r}", "Units: B, KB, MB, GB, TB, KiB, MiB, GiB, TiB.")
-    value = float(number) * _SIZE_UNITS[unit]
+    # A bare letter follows vLLM's human_readable_int: k/m/g/t decimal, K/M/G/T binary (4G = 4 GiB).
+    factor = _HR_UNITS[raw_unit] if raw_unit in _HR_UNITS else _SIZE_UNITS[unit]
+    value = float(number) * factor
     if not math.isfinite(value) or value <= 0:
         raise BadInput(f"{what}: {text!r} must be a positive size")
     return int(value)
@@ -49,6 +52,9 @@ def parse_human_int(text: str, what: str) -> int:
     number, unit = m.group(1), m.group(2)
     if "." in number and unit == "":
         raise BadInput(f"{what}: {text!r} must be a whole number")
+    if "." in number and unit.isupper():
+        raise BadInput(f"{what}: decimals are not allowed with binary suffixes like {unit} (vLLM rejects {text!r})",
+                       f"Did you mean {number}{unit.lower()}? (k/m/g/t are decimal, K/M/G/T binary.)")
     value = float(number) * _HR_UNITS[unit]
     if value != int(value):
         raise BadInput(f"{what}: {text!r} is not a whole number of tokens")

@@ -41,6 +41,8 @@ def parse_config_text(text: str, where: str) -> dict:
     except ValueError as e:
         raise ConfigError(f"{where} is not valid JSON: {e}",
                           "Check the file; kvfit reads config.json as plain JSON.") from e
+    except RecursionError:   # nesting deeper than Python's recursion limit: no config looks like that
+        raise ConfigError(f"{where} is not a config: its JSON is nested too deeply to read") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must hold a JSON object, not {type(data).__name__}")
     return data
@@ -56,6 +58,16 @@ def read_json_file(path: Path) -> dict:
     return parse_config_text(text, str(path))
 
 
+def _with_bundled_params(src: ModelSource, bundled: ModelSource | None) -> ModelSource:
+    """A cached snapshot holding config.json only (what `huggingface-cli download ID config.json` or a
+    Hub lookup leaves) or a Hub repo without safetensors metadata: the bundled parameter counts of the
+    same id beat an estimate from the architecture."""
+    if src.inventory is not None or bundled is None or bundled.inventory is None:
+        return src
+    return ModelSource(src.id, src.source, f"{src.detail}; parameter counts from the bundled catalog",
+                       src.config, src.hf_quant_config, bundled.inventory)
+
+
 def offline_requested(offline_flag: bool) -> bool:
     env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
     return offline_flag or env in ("1", "true", "yes", "on")
@@ -67,17 +79,26 @@ def resolve(ref: str, *, revision: str | None = None, offline: bool = False) -> 
     if not isinstance(ref, str) or not ref.strip():
         raise ModelNotFound("no model given", "Pass a Hugging Face id (org/name) or a local directory.")
     ref = ref.strip()
-    path = Path(ref).expanduser()
-    if path.exists():
+    try:
+        path = Path(ref).expanduser()
+    except RuntimeError:        # ~user of an unknown user: not a path kvfit can read
+        path = Path(ref)
+    try:
+        exists = path.exists()
+    except OSError as e:        # a name too long for the file system, a parent it may not search
+        raise ModelNotFound(f"{ref[:120]}{'...' if len(ref) > 120 else ''}: not a readable path "
+                            f"({e.strerror or e.__class__.__name__}) and not a Hugging Face id") from None
+    if exists:
         return local.load(path)
     if ref.startswith((".", "/", "~")) or ref.endswith(".json"):
         raise ModelNotFound(f"{ref}: no such file or directory")
     if ref.count("/") > 1:
         raise ModelNotFound(f"{ref!r} is neither an existing path nor a Hugging Face id (org/name)")
 
+    bundled_params = lambda src: _with_bundled_params(src, catalog.load(ref))  # noqa: E731
     cached = hfcache.load(ref, revision)
     if cached is not None:
-        return cached
+        return bundled_params(cached)
     bundled = catalog.load(ref)
     if bundled is not None and revision is None:
         return bundled
@@ -92,7 +113,7 @@ def resolve(ref: str, *, revision: str | None = None, offline: bool = False) -> 
     from . import hub
 
     try:
-        return hub.load(ref, revision)
+        return bundled_params(hub.load(ref, revision))
     except HubError as e:
         if bundled is not None:
             return ModelSource(bundled.id, bundled.source, f"{bundled.detail} (Hub unreachable: {e.message})",

@@ -1,67 +1,160 @@
 """The Hugging Face Hub: config.json (downloaded into the HF cache) and safetensors metadata.
 
-Never downloads weights. HF_TOKEN is read by huggingface_hub itself and sent only to the Hub.
-huggingface_hub is imported here, lazily, because importing it costs more than the whole check.
+Never downloads weights. HF_TOKEN is read by huggingface_hub itself and sent only to the Hub; it is
+redacted from every message kvfit prints. huggingface_hub is imported here, lazily, because
+importing it costs more than the whole check.
+
+Time: KVFIT_HUB_TIMEOUT (seconds, default 10) bounds each request and the whole Hub lookup.
+huggingface_hub alone would retry an unreachable Hub for about 25 s and a silent one for minutes
+(hf_hub_download retries failed HEAD requests five times with a 60 s timeout), so kvfit first asks
+for config.json's metadata once, without retries, and runs the lookup under a deadline.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from ..errors import HubError, ModelNotFound
 from ..memory.weights import Inventory
 from . import ModelSource, read_json_file
 
-TIMEOUT_S = float(os.environ.get("KVFIT_HUB_TIMEOUT", "10"))
+
+
+def _timeout_from_env() -> float:
+    try:
+        t = float(os.environ.get("KVFIT_HUB_TIMEOUT", "10"))
+    except ValueError:
+        return 10.0
+    return t if 0 < t <= 3600 else 10.0     # NaN, negative or absurd values: the default
+
+
+TIMEOUT_S = _timeout_from_env()
+
+
+def _redact(text: str) -> str:
+    from ..entry import redact
+
+    return redact(text)
+
+
+def _has_token() -> bool:
+    try:
+        from huggingface_hub import get_token
+
+        return bool(get_token())
+    except Exception:  # noqa: BLE001
+        return bool(os.environ.get("HF_TOKEN"))
+
+
+class _Deadline(TimeoutError):
+    """The whole Hub lookup ran past KVFIT_HUB_TIMEOUT."""
+
+
+def _within(deadline: float, fn, *args, **kwargs):
+    """fn(*args, **kwargs), or _Deadline once `deadline` (time.monotonic) passes; the call is left to
+    finish in a daemon thread, which never keeps the process alive."""
+    import threading
+
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _Deadline()
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+
+    t = threading.Thread(target=target, name="kvfit-hub", daemon=True)
+    t.start()
+    t.join(left)
+    if t.is_alive():
+        raise _Deadline()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def _translate(e: Exception, repo_id: str, what: str) -> Exception:
     from huggingface_hub import errors as E
 
+    if isinstance(e, _Deadline):
+        return HubError(f"the Hub did not answer within {TIMEOUT_S:g} s for {repo_id} ({what})",
+                        "Check the network or proxy (KVFIT_HUB_TIMEOUT sets the wait), or work offline with a "
+                        "local directory or a bundled model (--offline).")
     if isinstance(e, E.GatedRepoError):
-        return HubError(f"{repo_id} is gated: the Hub refused {what} without access",
+        if _has_token():
+            return HubError(f"{repo_id} is gated and the token in HF_TOKEN has no access to it ({what})",
+                            "Accept the model's licence on its Hub page with the account of that token.")
+        return HubError(f"{repo_id} is gated: the Hub refused {what} without a token",
                         "Accept the model's licence on its Hub page, then set HF_TOKEN to a token of that account.")
     if isinstance(e, E.RepositoryNotFoundError):
-        return ModelNotFound(f"{repo_id} was not found on the Hugging Face Hub (or it is private)",
-                             "Check the id; for a private model set HF_TOKEN. `kvfit models` lists bundled models.")
+        private = ("with the token in HF_TOKEN" if _has_token() else
+                   "or it is private: set HF_TOKEN to a token that can read it")
+        return ModelNotFound(f"{repo_id} was not found on the Hugging Face Hub ({private})",
+                             "Check the id. `kvfit models` lists the bundled models.")
     if isinstance(e, E.RevisionNotFoundError):
         return ModelNotFound(f"revision not found for {repo_id}", "Check --revision.")
-    if isinstance(e, (E.EntryNotFoundError, E.RemoteEntryNotFoundError)):
-        return ModelNotFound(f"{repo_id} has no {what} on the Hub")
+    # LocalEntryNotFoundError (no connection and nothing cached) subclasses EntryNotFoundError:
+    # test it first, or a network failure reads as "the file does not exist".
     if isinstance(e, E.LocalEntryNotFoundError):
         return HubError(f"the Hub could not be reached for {repo_id} ({what})",
                         "Check the network, or work offline with a local directory or a bundled model.")
+    if isinstance(e, (E.EntryNotFoundError, getattr(E, "RemoteEntryNotFoundError", E.EntryNotFoundError))):
+        return ModelNotFound(f"{repo_id} has no {what} on the Hub")
     if isinstance(e, E.HfHubHTTPError):
-        return HubError(f"the Hub answered an error for {repo_id}: {str(e).splitlines()[0]}")
+        first = (str(e).splitlines() or [""])[0]
+        return HubError(_redact(f"the Hub answered an error for {repo_id}: {first}"))
+    if isinstance(e, E.HFValidationError):
+        return ModelNotFound(_redact(f"{repo_id!r} is not a valid Hugging Face id: {e}"))
     name = e.__class__.__name__
-    if "Timeout" in name or "Connect" in name or isinstance(e, (TimeoutError, ConnectionError, OSError)):
-        return HubError(f"the Hub did not answer within {TIMEOUT_S:.0f} s for {repo_id} ({name})",
-                        "Check the network or proxy, or work offline with a local directory or a bundled model.")
-    return HubError(f"the Hub request for {repo_id} failed: {name}: {e}")
+    if "Timeout" in name or isinstance(e, TimeoutError):
+        return HubError(f"the Hub did not answer within {TIMEOUT_S:g} s for {repo_id} ({what}, {name})",
+                        "Check the network or proxy (KVFIT_HUB_TIMEOUT sets the wait), or work offline with a "
+                        "local directory or a bundled model (--offline).")
+    if "Connect" in name or "Network" in name or isinstance(e, (ConnectionError, OSError)):
+        reason = (str(e).splitlines() or [""])[0][:200]
+        return HubError(_redact(f"the Hub could not be reached for {repo_id} ({name}: {reason})"),
+                        "Check the network or proxy, or work offline with a local directory or a bundled "
+                        "model (--offline).")
+    return HubError(_redact(f"the Hub request for {repo_id} failed: {name}: {e}"))
 
 
 def load(repo_id: str, revision: str | None) -> ModelSource:
+    deadline = time.monotonic() + TIMEOUT_S
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(TIMEOUT_S)))
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", str(int(TIMEOUT_S)))
     try:
-        from huggingface_hub import get_safetensors_metadata, hf_hub_download
+        from huggingface_hub import get_hf_file_metadata, get_safetensors_metadata, hf_hub_download, hf_hub_url
         from huggingface_hub import errors as E
+        from huggingface_hub.utils import logging as hf_logging
     except ImportError as e:   # pragma: no cover - a declared dependency
         raise HubError("huggingface_hub is not installed", "pip install huggingface_hub") from e
+    hf_logging.set_verbosity_error()        # its retry chatter; kvfit says what went wrong once
     try:
-        cfg_path = hf_hub_download(repo_id, "config.json", revision=revision)
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(repo_id)           # a malformed id never reaches the network
+        # One HEAD without retries: an unreachable, silent, gated or missing repo answers here, fast.
+        _within(deadline, get_hf_file_metadata, hf_hub_url(repo_id, "config.json", revision=revision),
+                timeout=TIMEOUT_S)
+        cfg_path = _within(deadline, hf_hub_download, repo_id, "config.json", revision=revision,
+                           etag_timeout=TIMEOUT_S)
     except Exception as e:  # noqa: BLE001 - translated into one clear message
         raise _translate(e, repo_id, "config.json") from e
     config = read_json_file(Path(cfg_path))
     quant = None
     try:
-        quant = read_json_file(Path(hf_hub_download(repo_id, "hf_quant_config.json", revision=revision)))
+        quant = read_json_file(Path(_within(deadline, hf_hub_download, repo_id, "hf_quant_config.json",
+                                            revision=revision, etag_timeout=TIMEOUT_S)))
     except Exception:  # noqa: BLE001 - most repos have none
         quant = None
     inventory = None
     try:
-        meta = get_safetensors_metadata(repo_id, revision=revision, timeout=TIMEOUT_S)
+        meta = _within(deadline, get_safetensors_metadata, repo_id, revision=revision, timeout=TIMEOUT_S)
         counts = {str(k): int(v) for k, v in (meta.parameter_count or {}).items()}
         if counts:
             inventory = Inventory(counts, "Hub safetensors metadata")

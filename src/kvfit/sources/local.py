@@ -18,11 +18,17 @@ def inventory_in(directory: Path) -> Inventory | None:
     index = directory / "model.safetensors.index.json"
     if index.is_file():
         try:
-            wanted = set(read_json_file(index).get("weight_map", {}).values())
+            weight_map = read_json_file(index).get("weight_map")
         except ConfigError:
-            wanted = set()
+            weight_map = None
+        # A malformed index (weight_map not an object of file names) is ignored like an unreadable one.
+        wanted = {v for v in weight_map.values() if isinstance(v, str)} if isinstance(weight_map, dict) else set()
         if wanted and not wanted <= {f.name for f in files}:
             return None          # some shards missing: a partial count would understate the weights
+        if wanted:
+            # vLLM loads only the files the index names (filter_duplicate_safetensors_files): Mistral
+            # repos also ship consolidated.safetensors, which must not be counted twice.
+            files = [f for f in files if f.name in wanted]
     return Inventory(inventory_of_files(files), "safetensors headers")
 
 

@@ -33,6 +33,8 @@ def read_header(path: Path) -> dict:
         header = json.loads(data)
     except ValueError as e:
         raise ConfigError(f"{path.name}: safetensors header is not JSON ({e})") from e
+    except RecursionError:
+        raise ConfigError(f"{path.name}: safetensors header is nested too deeply to be one") from None
     if not isinstance(header, dict):
         raise ConfigError(f"{path.name}: safetensors header is not a JSON object")
     return header
