@@ -1,0 +1,268 @@
+"""`kvfit check` with goals, pasted launches and output forms; `kvfit sweep`; --svg. Through the CLI."""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from kvfit import launch as L
+
+from .conftest import GiB, LAUNCHES, ORPHEUS, command_blocks
+
+SEED = [ORPHEUS, "--gpu", "RTX 4090", "--quantization", "fp8", "--gpu-memory-utilization", "0.35",
+        "--max-vram", "9GB", "--context", "8192", "--concurrency", "8"]
+RTX4090_TOTAL = 25_394_413_568
+
+
+def plan_of(r):
+    d = r.json
+    return d, d["plan"]
+
+
+def test_seed_case_orpheus_fp8_under_9gb(cli):
+    """The issue's seed: Orpheus, FP8 weights, gpu_memory_utilization 0.35 on a 24 GB card, under 9 GB."""
+    r = cli("check", *SEED, "--json")
+    assert r.rc == 1, r                                # as given (the default 131,072 context) it does not
+    d, p = plan_of(r)
+    assert d["schema"] == "kvfit.check/1" and p["schema"] == "kvfit.plan/1"
+    assert p["goals"]["max_vram_bytes"] == 9 * 10**9
+    rec = p["recommended"]
+    assert rec["meets"] and rec["max_model_len"] >= 8192 and rec["sequences_resident"] >= 8
+    assert rec["quantization"] == "fp8"
+    assert rec["gpu_memory_utilization"] <= 0.35
+    assert rec["footprint_bytes"] == math.ceil(RTX4090_TOTAL * rec["gpu_memory_utilization"]) <= 9 * 10**9
+    # the recommendation fed back into kvfit check: it meets the goals
+    back = cli("check", "--json", *rec["recheck"])
+    assert back.rc == 0, back
+    assert back.json["plan"]["meets"]
+
+
+@pytest.mark.parametrize("form", L.FORMS)
+def test_format_prints_only_the_launch_and_it_parses_back(cli, form):
+    r = cli("check", *SEED, "--format", form)
+    launch = L.parse(r.out, form)
+    ea = L.engine_args(launch)
+    assert ea.model == ORPHEUS and ea.quantization == "fp8"
+    assert ea.settings["max_model_len"] >= 8192
+    assert ea.settings["gpu_memory_utilization"] <= 0.35
+    assert "recommended" in r.err
+    # and checking that printed launch meets the goals
+    words = ["vllm", "serve", *L.argv(launch)]
+    again = cli("check", "--gpu", "RTX 4090", "--max-vram", "9GB", "--context", "8192", "--concurrency", "8",
+                *(["--entrypoint", "llm"] if form == "python" else []), "--", *words)
+    assert again.rc == 0, again
+
+
+def test_launch_after_double_dash_is_checked_and_corrected_in_its_form(cli):
+    r = cli("check", "--gpu", "RTX 3090", "--", "vllm", "serve", ORPHEUS, "--max-model-len", "131072",
+            "--gpu-memory-utilization", "0.9", "--port", "8000", "--my-plugin", "x")
+    assert r.rc == 1, r                                  # the calibration report: 131,072 does not fit at 0.9
+    out = " ".join(r.out.split())
+    assert "not a vLLM flag kvfit knows" in out
+    assert "--my-plugin x" in out and "--port 8000" in out        # passed through untouched
+    d = cli("check", "--gpu", "RTX 3090", "--json", "--", "vllm", "serve", ORPHEUS, "--max-model-len", "131072",
+            "--gpu-memory-utilization", "0.9", "--port", "8000").json
+    rec = d["plan"]["recommended"]
+    assert rec["launch"]["form"] == "serve"
+    fixed = L.parse(rec["launch"]["text"])
+    assert fixed.get("port") == "8000" and L.engine_args(fixed).settings["max_model_len"] == 131072
+    assert rec["gpu_memory_utilization"] > 0.9
+
+
+def test_docker_launch(cli):
+    cmd = command_blocks(LAUNCHES / "docker.txt")[1][1]
+    r = cli("check", "--gpu", "H100", "--json", "--", *L._split_shell(cmd))
+    assert r.rc == 0, r
+    d = r.json
+    assert d["model"]["id"] == "Qwen/Qwen3-0.6B"
+    assert d["plan"]["launch"]["form"] == "docker"
+    assert d["plan"]["recommended"]["launch"]["text"].startswith("docker run")
+
+
+@pytest.mark.parametrize("name", ["docs_config.yaml", "serving.yaml"])
+def test_yaml_config_file(cli, name):
+    r = cli("check", "--gpu", "A100 80GB", "--config", str(LAUNCHES / "yaml" / name), "--json")
+    assert r.rc in (0, 1), r
+    assert r.json["plan"]["launch"]["form"] == "yaml"
+    text = r.json["plan"]["recommended"]["launch"]["text"]
+    assert L.parse(text, "yaml").model == L.parse((LAUNCHES / "yaml" / name).read_text(), "yaml").model
+
+
+def test_serve_with_config_file_merges_it(cli, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max-model-len: 4096\ngpu-memory-utilization: 0.5\n")
+    d = cli("check", "--gpu", "RTX 4090", "--json", "--", "vllm", "serve", ORPHEUS, "--config", str(cfg),
+            "--gpu-memory-utilization", "0.6").json
+    assert d["settings"]["max_model_len"] == 4096
+    assert d["settings"]["gpu_memory_utilization"] == 0.6            # the command line wins over the file
+    assert any("read vLLM's --config" in n for n in d["plan"]["launch"]["notes"])
+
+
+# models the bundled catalog has with the same architecture, for snippets whose model it lacks
+STAND_IN = {"fp8_kv_cache.py": "meta-llama/Llama-2-7b-hf", "gt007.py": None}
+
+
+@pytest.mark.parametrize("path", sorted((LAUNCHES / "python").glob("*.py")), ids=lambda p: p.name)
+def test_python_launch_files(cli, path):
+    model = STAND_IN.get(path.name, "Qwen/Qwen2.5-0.5B-Instruct")
+    r = cli("check", *([model] if model else []), "--gpu", "A100 80GB", "--launch", str(path), "--json")
+    if path.name == "orpheus_engine.py":
+        assert r.rc == 0 and any("not a literal" in n for n in r.json["plan"]["launch"]["notes"])
+        return
+    assert r.rc in (0, 1), r
+    d = r.json
+    assert d["settings"]["entrypoint"] == ("llm" if "LLM(" in path.read_text() else "serve")
+    launch = L.parse(path.read_text(), "python")
+    for key, attr in (("max-model-len", "max_model_len"), ("max-num-seqs", "max_num_seqs"),
+                      ("tensor-parallel-size", "tensor_parallel_size")):
+        if launch.has(key):
+            assert d["settings"][attr] == launch.get(key)
+    text = d["plan"]["recommended"]["launch"]["text"]
+    assert text.count("LLM(") == path.read_text().count("LLM(")      # the file, with the call corrected
+
+
+def test_env_launch_file_and_model_from_path(cli, tmp_path):
+    r = cli("check", "--gpu", "RTX 2060", "--launch", str(LAUNCHES / "env" / "gt031.env"), "Qwen/Qwen3-4B", "--json")
+    # gt-031 names no model in its env: the model is given on the command line (a catalog entry)
+    assert r.rc in (0, 1), r
+    assert r.json["settings"]["max_model_len"] == 10000 and r.json["settings"]["max_num_seqs"] == 1
+
+
+def test_container_path_falls_back_to_the_bundled_model(cli):
+    r = cli("check", "--gpu", "RTX 4090", "--json", "--", "vllm", "serve", "--trust-remote-code",
+            "--tensor_parallel_size", "2", "--gpu_memory_utilization=0.98",
+            "/root/autodl-tmp/deepseek-ai/DeepSeek-R1-Distill-Qwen-14B")
+    assert r.rc in (0, 1), r
+    d = r.json
+    assert d["model"]["id"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"
+    assert any("is not on this machine" in n for n in d["plan"]["launch"]["notes"])
+    assert d["settings"]["tensor_parallel_size"] == 2
+
+
+def test_kvfit_flags_override_the_launch(cli):
+    d = cli("check", "--gpu", "RTX 4090", "--max-model-len", "4096", "--json", "--", "vllm", "serve", ORPHEUS,
+            "--max-model-len", "131072").json
+    assert d["settings"]["max_model_len"] == 4096
+    assert any("replaces the launch's" in n for n in d["plan"]["launch"]["notes"])
+
+
+def test_goals_met_as_given_exit_0_and_unmet_exit_1(cli):
+    ok = cli("check", ORPHEUS, "--gpu", "H100", "--context", "32768", "--concurrency", "4", "--json")
+    assert ok.rc == 0 and ok.json["plan"]["meets"]
+    bad = cli("check", ORPHEUS, "--gpu", "RTX 3060", "--max-model-len", "131072", "--context", "131072",
+              "--concurrency", "4", "--json")
+    assert bad.rc == 1 and not bad.json["plan"]["meets"]
+    alts = bad.json["plan"]["alternatives"]
+    assert alts and all(a["recheck"] for a in alts)
+
+
+def test_nothing_fits_lists_alternatives_with_what_they_buy(cli):
+    r = cli("check", "meta-llama/Llama-3.1-70B-Instruct", "--gpu", "A100 80GB", "--context", "32768",
+            "--concurrency", "8", "--gpu-count", "8", "--json")
+    assert r.rc == 1
+    alts = r.json["plan"]["alternatives"]
+    labels = [a["label"] for a in alts]
+    assert any(x.startswith("--tensor-parallel-size") for x in labels)
+    assert any(x.startswith("--quantization fp8") or "--quantization fp8" in x for x in labels)
+    meeting = [a for a in alts if a["meets"]]
+    assert meeting and alts[: len(meeting)] == meeting                  # those that meet come first
+    for a in meeting:
+        back = cli("check", "--json", *a["recheck"])
+        assert back.rc == 0 and back.json["plan"]["meets"], (a["label"], back)
+    for a in alts:
+        assert "context_it_buys" in a and a["cost"]
+
+
+def test_probed_gpu_free_memory_caps_the_recommendation(cli, monkeypatch):
+    from kvfit.gpu import nvml
+    from kvfit.gpu.catalog import Gpu
+
+    free = 9 * GiB
+    g = Gpu("NVIDIA GeForce RTX 4090", RTX4090_TOTAL, (8, 9), free_bytes=free, used_bytes=RTX4090_TOTAL - free,
+            source="NVML", index=0)
+    monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((g,)))
+    r = cli("check", ORPHEUS, "--context", "8192", "--concurrency", "2", "--json")
+    assert r.rc == 1                                   # the default 0.92 cannot start with 9 GiB free
+    rec = r.json["plan"]["recommended"]
+    assert rec is not None and math.ceil(RTX4090_TOTAL * rec["gpu_memory_utilization"]) <= free
+    assert r.json["plan"]["utilization_ceiling"] == math.floor(free / RTX4090_TOTAL * 100) / 100
+
+
+def test_no_gpu_named_plans_on_common_gpus(cli):
+    r = cli("check", ORPHEUS, "--context", "65536", "--json")
+    d = r.json
+    assert d["schema"] == "kvfit.check-table/1"
+    assert all("plan" in x for x in d["results"])
+    fmt = cli("check", ORPHEUS, "--context", "65536", "--format", "serve")
+    assert fmt.rc in (0, 1) and L.parse(fmt.out).model == ORPHEUS
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--format", "toml"], "--format"), (["--headroom", "plenty"], "--headroom"),
+    (["--context", "lots"], "--context"), (["--max-vram", "big"], "--max-vram"),
+    (["--junit", "x.xml"], "--junit goes with --manifest"),
+    (["--context", "999999999"], "derived max_model_len"),
+])
+def test_bad_goal_input_exits_2(cli, args, words):
+    r = cli("check", ORPHEUS, "--gpu", "RTX 4090", *args)
+    assert r.rc == 2, r
+    assert words in " ".join(r.err.split())
+
+
+def test_bad_launch_exits_2(cli):
+    r = cli("check", "--gpu", "RTX 4090", "--", "vllm", "serve", ORPHEUS, "--max-model-len", "lots")
+    assert r.rc == 2 and "--max-model-len" in r.err
+    r = cli("check", "--gpu", "RTX 4090", "--", "ls", "-la")
+    assert r.rc == 2
+
+
+def test_plain_check_is_unchanged_without_planning_options(cli):
+    r = cli("check", ORPHEUS, "--gpu", "RTX 3090", "--max-model-len", "131072", "--gpu-memory-utilization", "0.9",
+            "--json")
+    assert r.rc == 1 and "plan" not in r.json
+
+
+def test_svg_report_is_valid_svg(cli, tmp_path):
+    f = tmp_path / "r.svg"
+    r = cli("check", *SEED, "--svg", str(f))
+    assert r.rc == 1
+    root = ET.fromstring(f.read_text())
+    assert root.tag.endswith("svg")
+    texts = " ".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
+    assert ORPHEUS in texts and "recommended" in texts and "vllm serve" in texts
+
+
+# --- sweep ----------------------------------------------------------------------------------------------
+
+def test_sweep_json_is_monotone_in_utilization(cli):
+    r = cli("sweep", ORPHEUS, "--gpu", "RTX 4090", "--max-model-len", "32768", "--json")
+    assert r.rc == 0, r
+    d = r.json
+    assert d["max_model_len"] == 32768 and d["gpu"] == "NVIDIA GeForce RTX 4090"
+    rows = d["utilization"]
+    assert [x["gpu_memory_utilization"] for x in rows] == [round(0.30 + 0.05 * i, 2) for i in range(14)]
+    tokens = [x["kv_cache_tokens"] for x in rows]
+    assert tokens == sorted(tokens)
+    lengths = [x["max_model_len"] for x in rows]
+    assert lengths == sorted(lengths) and max(lengths) <= 131072
+    conc = [x["max_concurrency"] for x in rows]
+    assert conc == sorted(conc)
+    # one KV token per 114,688 bytes: tokens track the KV bytes (bf16, 28 layers x 8 heads x 128)
+    for x in rows:
+        assert x["kv_cache_bytes"] // (16 * 114688) * 16 >= x["kv_cache_tokens"] - 16 or x["kv_cache_tokens"] == 0
+    gpus = d["gpus"]
+    assert len(gpus) >= 10
+    totals = [g["total_bytes"] for g in gpus]
+    assert totals == sorted(totals)
+
+
+def test_sweep_table_and_chart(cli, tmp_path):
+    f = tmp_path / "s.svg"
+    r = cli("sweep", ORPHEUS, "--gpu", "RTX 4090", "--utilizations", "0.5,0.9", "--svg", str(f))
+    assert r.rc == 0
+    assert "0.50" in r.out and "0.90" in r.out and "█" in r.out
+    ET.fromstring(f.read_text())
+    bad = cli("sweep", ORPHEUS, "--utilizations", "2,3")
+    assert bad.rc == 2
