@@ -1,11 +1,14 @@
-"""Per-model_type quirks, as tables. Each row cites the vLLM / transformers code it mirrors."""
+"""Per-model_type quirks, as tables. Each row cites the vLLM 0.32 / transformers 5 code it mirrors.
+
+normalize.py reads config.json as data and consults these tables; it never imports transformers
+or vLLM. When a table and vLLM disagree, vLLM's code wins and the table is fixed.
+"""
 
 from __future__ import annotations
 
 # Defaults that transformers' config classes fill in when a (nested) config omits a key.
 # vLLM reads configs through transformers, so an absent key means the class default.
-# transformers models/gemma3/configuration_gemma3.py::Gemma3TextConfig.__init__,
-# models/llama/configuration_llama.py::LlamaConfig.__init__, mistral, qwen2, gemma2 likewise.
+# transformers models/<type>/configuration_<type>.py::<Type>Config.__init__.
 CLASS_DEFAULTS: dict[str, dict] = {
     "gemma3_text": {
         "vocab_size": 262208, "hidden_size": 2304, "intermediate_size": 9216,
@@ -32,14 +35,50 @@ CLASS_DEFAULTS: dict[str, dict] = {
     "qwen2": {
         "vocab_size": 151936, "hidden_size": 4096, "intermediate_size": 22016,
         "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 32,
-        "max_position_embeddings": 32768, "use_sliding_window": False, "tie_word_embeddings": False,
+        "max_position_embeddings": 32768, "use_sliding_window": False, "max_window_layers": 28,
+        "tie_word_embeddings": False,
     },
+    "qwen3": {"max_window_layers": 28, "use_sliding_window": False},
+    # transformers WhisperConfig: 448 decoder positions, 1500 encoder positions.
+    "whisper": {"max_target_positions": 448, "max_source_positions": 1500},
+    # transformers Llama4TextConfig: iRoPE, chunked attention on 3 of every 4 layers.
+    "llama4_text": {"no_rope_layer_interval": 4},
+    # transformers Qwen3NextConfig / Qwen3_5TextConfig: one full-attention layer in four.
+    "qwen3_next": {"full_attention_interval": 4},
+    "qwen3_5_text": {"full_attention_interval": 4},
+    "qwen3_5_moe_text": {"full_attention_interval": 4},
 }
 
 # Model types whose sliding window is read only when use_sliding_window is true
-# (transformers Qwen2Config: `self.sliding_window = sliding_window if use_sliding_window else None`).
+# (transformers Qwen2Config: `self.sliding_window = sliding_window if use_sliding_window else None`;
+# Qwen2MoeConfig stores 0, which vLLM also treats as "no window").
 USE_SLIDING_WINDOW_FLAG = {"qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen2_vl", "qwen2_5_vl",
                            "qwen2_5_vl_text", "qwen2_vl_text", "qwen3_vl_text"}
+
+# transformers Qwen2Config / Qwen3Config build layer_types from max_window_layers:
+# `"sliding_attention" if self.sliding_window is not None and i >= self.max_window_layers`.
+LAYER_TYPES_FROM_MAX_WINDOW = {"qwen2", "qwen3", "qwen2_moe"}
+
+# Models whose attention layers take their window from layer_types (vLLM passes
+# per_layer_sliding_window): model_executor/models/llama.py (also Mistral, Phi-3 and the other
+# Llama subclasses), gemma2.py, gemma3.py, granite.py, exaone4.py, commandr.py (Cohere 2),
+# mimo_v2.py, step3p5.py. Every other model relies on CacheConfig.sliding_window, which
+# engine/arg_utils.py sets only when layer_types is absent or all "sliding_attention".
+PER_LAYER_WINDOW = {"llama", "mistral", "ministral", "phi3", "gemma2", "gemma3", "gemma3_text",
+                    "granite", "exaone4", "cohere2", "mimo_v2_flash", "mimo_v2", "step3p5",
+                    "olmo3", "apertus", "afmoe", "arcee"}
+
+# Nemotron-H passes config.sliding_window to every attention layer (nemotron_h.py), whatever
+# layer_types says.
+WINDOW_ON_EVERY_ATTENTION = {"nemotron_h"}
+
+# vLLM's Qwen2Model asserts `max_window_layers == num_hidden_layers` when layer_types mix
+# sliding and full layers (model_executor/models/qwen2.py): such a launch fails.
+MIXED_WINDOW_REFUSED = {"qwen2", "qwen2_moe", "qwen3", "qwen3_moe"}
+
+# Attention modules that compute head_dim as hidden_size // num_attention_heads and ignore a
+# head_dim key (model_executor/models/qwen2.py::Qwen2Attention).
+HEAD_DIM_FROM_HIDDEN = {"qwen2", "qwen2_moe"}
 
 # Falcon: multi_query without new_decoder_architecture means one KV head
 # (vllm transformers_utils/model_arch_config_convertor.py, FalconConvertor).
@@ -47,24 +86,121 @@ FALCON_TYPES = {"falcon", "RefinedWeb", "RefinedWebModel"}
 
 # is_deepseek_mla (vllm transformers_utils/model_arch_config_convertor.py): these types with
 # kv_lora_rank set use MLA. One latent of kv_lora_rank + qk_rope_head_dim per token per layer.
-MLA_TYPES = {"deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_v4", "deepseek_mtp",
-             "kimi_k2", "kimi_linear", "glm_moe_dsa", "glm4_moe_lite", "longcat_flash",
-             "deepseek_vl_v2", "pangu_ultra_moe", "mistral_large_3"}
+MLA_TYPES = {"axk1", "deepseek_v2", "deepseek_v3", "deepseek_v32", "deepseek_mtp", "dots3_note",
+             "glm5_next", "glm5_next_text", "glm_moe_dsa", "glm4_moe_lite", "glm4_moe_lite_mtp",
+             "kimi_k2", "kimi_linear", "longcat_flash", "pangu_ultra_moe", "pangu_ultra_moe_mtp",
+             "bailing_hybrid", "bailing_hybrid_mtp", "bailing_hybrid_v3_mtp", "hy_v4", "hy_v4_mtp"}
+
+# DeepSeek-V3.2 sparse attention (models/deepseek_v32/attention.py, `is_v32 = hasattr(config,
+# "index_topk")`): each indexed layer adds a DeepseekV32IndexerCache, an MLAAttentionSpec of
+# head index_head_dim + index_head_dim // 128 * 4 bytes (fp8 values + fp32 scales, uint8).
+INDEXER_QUANT_BLOCK = 128
 
 # Gemma 2: layer i slides when i is even (transformers Gemma2Config.layer_types default
 # `"sliding_attention" if bool((i + 1) % 2) else "full_attention"`).
 ALTERNATING_SLIDING = {"gemma2"}
 
-# Gemma 3 (old configs without layer_types): sliding unless (i+1) % sliding_window_pattern == 0.
+# Gemma 3 (configs without layer_types): sliding unless (i+1) % sliding_window_pattern == 0.
 PATTERN_SLIDING = {"gemma3", "gemma3_text"}
 
-# GPT-OSS: vllm model_executor/models/gpt_oss.py `sliding_window if layer_idx % 2 == 0`
-# (its configs also carry layer_types, which say the same).
+# GPT-OSS: vllm model_executor/models/gpt_oss.py `sliding_window if layer_idx % 2 == 0`; transformers
+# GptOssConfig builds the same alternating layer_types when the config has none, so no model-wide
+# window applies to the odd layers.
 GPT_OSS = {"gpt_oss"}
 
-# Models that vLLM refuses to run in float16 (config/model.py::_get_and_verify_dtype).
+# Llama 4: model_executor/models/llama4.py uses ChunkedLocalAttention on layers whose
+# no_rope_layers entry is 1 (transformers default: `int((i + 1) % no_rope_layer_interval != 0)`).
+CHUNKED_LOCAL = {"llama4_text", "llama4"}
+
+# Models that vLLM refuses to run in float16 (config/model.py::_FLOAT16_NOT_SUPPORTED_MODELS).
 NO_FP16 = {"gemma2", "gemma3", "gemma3_text", "glm4"}
 
-# Encoder-only architectures: no KV cache at all (EncoderOnlyAttentionSpec).
+# Encoder-only architectures: no KV cache at all (EncoderOnlyAttention returns no spec, so the
+# engine sees an attention-free model: num_blocks = 1, no capacity line).
 ENCODER_ONLY_TYPES = {"bert", "roberta", "xlm-roberta", "modernbert", "nomic_bert", "deberta",
                       "deberta-v2", "distilbert", "electra"}
+
+# Encoder-decoder models with cross attention (CrossAttentionSpec, sized by
+# max_num_encoder_input_tokens = max_num_batched_tokens).
+ENCODER_DECODER_TYPES = {"whisper"}
+
+# --- state-space / linear-attention layers (MambaSpec) ------------------------------------------
+# Each row: how a model_type lays out its layers and which config keys size the state, mirroring
+# the model's get_mamba_state_shape_from_config (model_executor/models/<file>.py) and
+# MambaStateShapeCalculator (model_executor/layers/mamba/mamba_utils.py).
+#
+# mamba1 (MambaMixer): conv (d_inner/tp, d_conv-1), ssm (d_inner/tp, d_state).
+# mamba2 (MambaMixer2): conv (conv_dim/tp, d_conv-1+num_spec), ssm (heads/tp, head_dim, d_state),
+#        conv_dim = intermediate + 2*n_groups'*d_state, n_groups' padded up to tp when not divisible.
+# gdn (GatedDeltaNet): conv (conv_dim/tp, kernel-1+num_spec), ssm (nv/tp, dv, dk),
+#        conv_dim = dk*nk*2 + dv*nv.
+MAMBA_FAMILIES: dict[str, dict] = {
+    # jamba.py: layers_block_type from attn_layer_period/offset; mamba1 with d_inner = expand*hidden.
+    "jamba": {"mixer": "mamba1", "layout": "jamba"},
+    # mamba.py (MambaForCausalLM, also FalconMamba): every layer mamba1, d_inner = intermediate_size.
+    "mamba": {"mixer": "mamba1", "layout": "all"},
+    "falcon_mamba": {"mixer": "mamba1", "layout": "all"},
+    # mamba2.py: every layer mamba2, intermediate = expand*hidden.
+    "mamba2": {"mixer": "mamba2", "layout": "all"},
+    # granitemoehybrid.py: layer_types mamba/attention; intermediate = mamba_expand*hidden.
+    "granitemoehybrid": {"mixer": "mamba2", "layout": "layer_types"},
+    # nemotron_h.py: hybrid_override_pattern M (mamba2) * (attention) - (MLP) E (MoE);
+    # intermediate = mamba_num_heads*mamba_head_dim; ssm state float32 by default
+    # (models/config.py::NemotronHForCausalLMConfig).
+    "nemotron_h": {"mixer": "mamba2", "layout": "pattern"},
+    # falcon_h1.py: attention and mamba2 side by side in every layer;
+    # intermediate = mamba_d_ssm or mamba_expand*hidden.
+    "falcon_h1": {"mixer": "mamba2", "layout": "parallel"},
+    # bamba.py: attention on attn_layer_indices, mamba2 elsewhere.
+    "bamba": {"mixer": "mamba2", "layout": "attn_indices"},
+    # qwen3_next.py / qwen3_5.py: layer_types linear_attention (GatedDeltaNet) / full_attention.
+    "qwen3_next": {"mixer": "gdn", "layout": "layer_types"},
+    "qwen3_5_text": {"mixer": "gdn", "layout": "layer_types"},
+    "qwen3_5_moe_text": {"mixer": "gdn", "layout": "layer_types"},
+}
+
+# transformers_utils/model_arch_config_convertor.py::MambaModelArchConfigConvertor: head size and KV
+# heads 0 (other attention-free types keep the base convertor's values).
+MAMBA_CONVERTOR_TYPES = {"mamba", "falcon_mamba"}
+
+# Model types whose mamba ssm state dtype is not "auto" by default: value = config key to read,
+# fallback dtype. models/config.py::NemotronHForCausalLMConfig (float32 unless
+# hf_config.mamba_ssm_cache_dtype) and Qwen3_5ForCausalLMConfig (text_config.mamba_ssm_dtype).
+MAMBA_SSM_DTYPE_DEFAULT: dict[str, tuple[str, str | None]] = {
+    "nemotron_h": ("mamba_ssm_cache_dtype", "float32"),
+    "qwen3_5_text": ("mamba_ssm_dtype", None),
+    "qwen3_5_moe_text": ("mamba_ssm_dtype", None),
+}
+
+# Speculative decoding methods (config/speculative.py). EAGLE-family methods use the target's
+# hidden states (use_eagle) and look one token ahead during prefill (multi-module MTP: k tokens).
+EAGLE_METHODS = {"eagle", "eagle3", "mtp", "dflash", "dspark"}
+# Methods that keep async scheduling on (config/vllm.py): EAGLE/MTP, draft model, ngram_gpu, ...
+ASYNC_SPEC_METHODS = EAGLE_METHODS | {"draft_model", "ngram_gpu", "extract_hidden_states"}
+# Methods whose drafter brings attention layers of its own (draft config's layers).
+DRAFT_MODEL_METHODS = {"draft_model", "eagle", "eagle3"}
+
+# Nemotron-NAS / DeciLM (model_executor/models/nemotron_nas.py): block_configs per layer; attention
+# with attention.no_op keeps no KV; others have num_attention_heads // n_heads_in_group KV heads.
+BLOCK_CONFIGS = {"nemotron-nas", "deci"}
+
+# MiMo-V2 (model_executor/models/mimo_v2.py): sliding layers (hybrid_layer_pattern 1) carry their own
+# KV heads and head sizes (swa_*), V heads narrower than K (v_head_dim).
+MIMO_V2 = {"mimo_v2_flash", "mimo_v2"}
+
+# Convertors that delete a spurious attention_chunk_size
+# (transformers_utils/model_arch_config_convertor.py::_strip_mimo_v2_attention_chunk_size).
+CHUNK_SIZE_STRIPPED = MIMO_V2
+
+# Families whose per-layer KV kvfit does not derive yet (refused rather than guessed).
+NOT_MODELLED = {
+    "gemma4": "per-layer KV heads and head sizes (global layers), K=V sharing and KV-shared layers",
+    "gemma4_text": "per-layer KV heads and head sizes (global layers), K=V sharing and KV-shared layers",
+    "gemma3n": "KV-shared layers",
+    "gemma3n_text": "KV-shared layers",
+    "minimax": "linear-attention layers (attn_type_list)",
+    "lfm2": "short-convolution layers",
+    "kimi_linear": "KDA linear-attention layers",
+    "zamba2": "shared hybrid attention blocks",
+    "plamo2": "mamba layers",
+}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -10,8 +10,12 @@ class AttentionLayer:
     """One attention module that owns KV cache.
 
     kind: "full" (MHA/GQA/MQA), "sliding" (window), "chunked" (Llama 4 local chunks),
-    "mla" (one latent vector), "cross" (encoder-decoder cross attention).
+    "mla" (one latent vector), "indexer" (DeepSeek-V3.2 sparse-attention indexer cache: uint8,
+    not TP-split), "cross" (encoder-decoder cross attention).
     num_kv_heads is the model total, before tensor parallelism divides it.
+    index is the decoder layer the module belongs to (pipeline parallelism splits by it).
+    draft marks speculative-decoding layers (MTP module or draft model), registered after the
+    target's layers.
     """
 
     index: int
@@ -21,19 +25,24 @@ class AttentionLayer:
     head_size_v: int
     window: int | None = None
     chunk: int | None = None
+    draft: bool = False
 
 
 @dataclass(frozen=True)
 class MambaLayer:
     """One state-space / linear-attention module (fixed-size state per request).
 
-    shapes(tp) is computed by kv.specs from `params`; kind names the state calculator
-    ("mamba1", "mamba2", "gdn", "linear", "short_conv", "kda").
+    kind names the state calculator in kv.specs ("mamba1", "mamba2", "gdn"); params holds the
+    config values it needs (model totals, before tensor parallelism divides them).
     """
 
     index: int
     kind: str
     params: tuple[tuple[str, int], ...]
+    draft: bool = False
+
+    def param(self, key: str) -> int:
+        return dict(self.params)[key]
 
 
 Layer = AttentionLayer | MambaLayer
@@ -44,7 +53,7 @@ class ModelArch:
     model_type: str
     architectures: tuple[str, ...]
     num_hidden_layers: int
-    layers: tuple[Layer, ...]           # every KV-owning module, in layer order
+    layers: tuple[Layer, ...]           # every KV-owning module, in vLLM's registration order
     hidden_size: int
     intermediate_size: int
     num_attention_heads: int
@@ -63,6 +72,16 @@ class ModelArch:
     experts_per_token: int = 0
     moe_intermediate_size: int = 0
     inferred: tuple[str, ...] = field(default=())   # fields kvfit filled in, said in the output
+    # What ModelConfig itself reports (model level, used by vLLM's hybrid block-size alignment and
+    # by the config-reader comparison): get_head_size(), get_total_num_kv_heads(), get_sliding_window().
+    head_size: int = 0
+    num_kv_heads: int = 0
+    sliding_window: int | None = None
+    attention_chunk_size: int | None = None   # ModelConfig.attention_chunk_size (HMA rules)
+    mamba_ssm_dtype: str | None = None        # the model's own default for mamba_ssm_cache_dtype
+    mtp_layers: int = 0                       # num_nextn_predict_layers / mtp_num_hidden_layers
+    gdn_layer_types: bool = False             # layer_types names linear_attention (CPU GDN rule)
+    encoder_item_tokens: int = 0              # encoder-decoder: encoder tokens of one input (Whisper 1500)
 
     @property
     def attention_layers(self) -> tuple[AttentionLayer, ...]:
@@ -71,6 +90,25 @@ class ModelArch:
     @property
     def mamba_layers(self) -> tuple[MambaLayer, ...]:
         return tuple(x for x in self.layers if isinstance(x, MambaLayer))
+
+    @property
+    def is_hybrid(self) -> bool:
+        """Attention and mamba layers together (vLLM's ModelConfig.is_hybrid)."""
+        return bool(self.mamba_layers) and bool(self.attention_layers)
+
+    @property
+    def length_from_config(self) -> bool:
+        """False when config.json has no length key: vLLM then takes any user max_model_len as is
+        (config/model.py::_get_and_verify_max_len) and assumes 2048 otherwise."""
+        return not self.derived_max_len_key.startswith("default")
+
+    @property
+    def is_attention_free(self) -> bool:
+        return not self.attention_layers
+
+    def with_draft(self, layers: tuple[Layer, ...]) -> "ModelArch":
+        """This model with speculative-decoding layers registered after its own."""
+        return replace(self, layers=self.layers + tuple(replace(x, draft=True) for x in layers))
 
     @property
     def family(self) -> str:

@@ -152,7 +152,10 @@ def _max_len(r: _Reader, root: dict, root_type: str) -> tuple[int, str, int, int
     if ropes and "gemma3" not in root_type:
         factor = 1.0
         for rp in ropes:
-            if rp.get("rope_type", rp.get("type", "default")) not in _ROPE_NOT_SCALED:
+            rope_type = rp.get("rope_type", rp.get("type", "default"))
+            if not isinstance(rope_type, str):
+                raise ConfigError(f"config.json{r.where}: rope_type must be a string, got {rope_type!r}")
+            if rope_type not in _ROPE_NOT_SCALED:
                 factor = rp.get("factor", factor)
         if factor is None:
             factor = 1.0
@@ -164,12 +167,19 @@ def _max_len(r: _Reader, root: dict, root_type: str) -> tuple[int, str, int, int
         orig = root.get("original_max_position_embeddings", r.cfg.get("original_max_position_embeddings"))
         if isinstance(orig, int) and not isinstance(orig, bool) and orig > 0:
             default = orig
+    if not math.isfinite(derived) or int(derived) < 1 or int(default) < 1:    # a rope factor of 1e-210 or 1e300
+        raise ConfigError(f"config.json{r.where}: the model's maximum length works out to {derived!r} tokens "
+                          f"({key} with rope scaling)", "Check max_position_embeddings and the rope factor.")
     return int(derived), key, int(default), mml
 
 
 def _kv_heads(r: _Reader, model_type: str, heads: int) -> int:
     if model_type in F.FALCON_TYPES:
-        if not r.cfg.get("new_decoder_architecture") and r.cfg.get("multi_query"):
+        # FalconConfig / vLLM's RWConfig defaults: multi_query True, new_decoder_architecture False
+        # (RWConfig switches it on for hidden_size 8192, the original falcon-40b config).
+        new_arch = r.cfg.get("new_decoder_architecture") or (
+            model_type != "falcon" and r.cfg.get("hidden_size", r.cfg.get("n_embed")) == 8192)
+        if not new_arch and r.cfg.get("multi_query", True):
             return 1
     # getattr_iter: the first attribute that exists wins (a None value means "use the heads").
     for k in _KV_HEAD_KEYS:
@@ -187,47 +197,84 @@ def _kv_heads(r: _Reader, model_type: str, heads: int) -> int:
 def _head_size(r: _Reader, hidden: int, heads: int) -> int:
     for k in ("head_dim", "hidden_size_per_head"):
         v = r.raw(k)
-        if v is not None and not isinstance(v, bool) and isinstance(v, (int, float)) and v > 0:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ConfigError(f"config.json{r.where}: {k} must be a number, got {v!r}")
+        if v is not None and v > 0:
             return r.int(k, v)
     if heads == 0:
         return 0
     return hidden // heads
 
 
-def _layer_kinds(r: _Reader, model_type: str, n: int) -> list[str]:
-    """Per layer: 'full' | 'sliding' | 'chunked' | 'linear' | 'mamba'."""
+def _layer_types(r: _Reader, model_type: str, n: int, window: int | None) -> list[str] | None:
+    """The text config's layer_types as transformers leaves it (explicit, or built by the class)."""
     lt = r.cfg.get("layer_types")
     if isinstance(lt, list) and lt:
         if len(lt) < n:
             raise ConfigError(f"config.json{r.where}: layer_types has {len(lt)} entries for {n} layers")
-        kinds = []
-        for t in lt[:n]:
-            if t in ("full_attention", "attention", "global_attention"):
-                kinds.append("full")
-            elif t in ("sliding_attention", "local_attention"):
-                kinds.append("sliding")
-            elif t in ("chunked_attention",):
-                kinds.append("chunked")
-            elif t in ("linear_attention",):
-                kinds.append("linear")
-            elif t in ("mamba", "mamba2"):
-                kinds.append("mamba")
-            else:
-                raise ConfigError(f"config.json{r.where}: unknown layer type {t!r} in layer_types")
-        return kinds
-    if model_type in F.ALTERNATING_SLIDING:
-        return ["sliding" if (i + 1) % 2 else "full" for i in range(n)]
+        if not all(isinstance(t, str) for t in lt):
+            raise ConfigError(f"config.json{r.where}: layer_types must list strings")
+        return [str(t) for t in lt[:n]]
+    if lt is not None and not isinstance(lt, list):
+        raise ConfigError(f"config.json{r.where}: layer_types must be a list, got {lt!r}")
+    if model_type in F.ALTERNATING_SLIDING or model_type in F.GPT_OSS:
+        return ["sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(n)]
     if model_type in F.PATTERN_SLIDING:
         p = r.raw("sliding_window_pattern")
-        if isinstance(p, int) and p > 0:
-            return ["sliding" if (i + 1) % p else "full" for i in range(n)]
+        if isinstance(p, int) and not isinstance(p, bool) and p > 0:
+            return ["sliding_attention" if (i + 1) % p else "full_attention" for i in range(n)]
+    if model_type in F.LAYER_TYPES_FROM_MAX_WINDOW:
+        mwl = r.raw("max_window_layers", n)
+        mwl = r.int("max_window_layers", mwl, allow_zero=True) if mwl is not None else n
+        return ["sliding_attention" if window is not None and i >= mwl else "full_attention" for i in range(n)]
+    return None
+
+
+_ATTN_TYPES = {"full_attention": "full", "attention": "full", "global_attention": "full",
+               "sliding_attention": "sliding", "local_attention": "sliding", "chunked_attention": "chunked",
+               "indexed_attention": "full"}
+
+
+def _attention_kinds(r: _Reader, model_type: str, n: int, window: int | None) -> list[str]:
+    """Per layer 'full' | 'sliding' | 'chunked', the way vLLM builds the attention modules.
+
+    A layer slides when its model passes a per-layer window (layer_types, GPT-OSS's even layers) or,
+    for every other layer, when engine/arg_utils.py sets CacheConfig.sliding_window: only when
+    layer_types is absent or all "sliding_attention" (model-wide window, e.g. Mistral-7B-v0.1).
+    """
+    lt = _layer_types(r, model_type, n, window)
+    kinds: list[str] = []
+    for t in lt or ["full_attention"] * n:
+        if t not in _ATTN_TYPES:
+            raise ConfigError(f"config.json{r.where}: layer type {t!r} in layer_types is not an attention "
+                              f"layer kvfit models for {model_type}")
+        kinds.append(_ATTN_TYPES[t])
+    cache_window = window is not None and (lt is None or all(t == "sliding_attention" for t in lt))
     if model_type in F.GPT_OSS:
-        return ["sliding" if i % 2 == 0 else "full" for i in range(n)]
-    return ["full"] * n
+        per_layer = ["sliding" if i % 2 == 0 and window is not None else "full" for i in range(n)]
+    elif model_type in F.PER_LAYER_WINDOW:
+        per_layer = [k if k != "sliding" or window is not None else "full" for k in kinds]
+    else:
+        if lt is not None and "sliding" in kinds and not cache_window and model_type in F.MIXED_WINDOW_REFUSED:
+            raise ConfigError(f"{model_type}: layer_types mixes sliding and full layers; vLLM refuses this model "
+                              "(Qwen2Model asserts max_window_layers == num_hidden_layers)")
+        per_layer = ["chunked" if k == "chunked" else "full" for k in kinds]
+    if model_type in F.CHUNKED_LOCAL:
+        chunk = r.raw("attention_chunk_size")
+        if chunk:
+            nrl = r.cfg.get("no_rope_layers")
+            interval = r.raw("no_rope_layer_interval", 4)
+            interval = r.int("no_rope_layer_interval", interval)
+            for i in range(n):
+                rope = nrl[i] if isinstance(nrl, list) and i < len(nrl) else int((i + 1) % interval != 0)
+                per_layer[i] = "chunked" if rope else "full"
+    return ["sliding" if cache_window and k == "full" else k for k in per_layer]
 
 
 def _sliding_window(r: _Reader, model_type: str) -> int | None:
-    if model_type in F.USE_SLIDING_WINDOW_FLAG and not r.cfg.get("use_sliding_window", False):
+    """ModelConfig.get_sliding_window(): the text config's window as transformers leaves it."""
+    if model_type in F.USE_SLIDING_WINDOW_FLAG and not r.cfg.get("use_sliding_window", r.defaults.get(
+            "use_sliding_window", False)):
         return None
     w = r.raw("sliding_window")
     if w is None or isinstance(w, bool):
@@ -241,10 +288,41 @@ def _sliding_window(r: _Reader, model_type: str) -> int | None:
 
 
 def normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArch:
-    """Normalize a parsed config.json. Raises ConfigError with the field at fault."""
+    """Normalize a parsed config.json. Raises ConfigError with the field at fault.
+
+    config.json is untrusted data: a value of a type no check above foresaw still ends as a
+    ConfigError (exit 2, one message), never a traceback. The fuzz suite (tests/fuzz) treats
+    reaching this net as a bug to fix with a precise message.
+    """
+    try:
+        return _normalize(config, hf_quant_config=hf_quant_config)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError, OverflowError,
+            RecursionError) as e:
+        err = ConfigError(f"config.json has a value kvfit cannot read ({e.__class__.__name__}: {e})",
+                          "Check the config's field types against the model's transformers config class.")
+        err.unexpected = True
+        raise err from e
+
+
+def _num_layers(r: _Reader, model_type: str, where: str) -> int:
+    if model_type == "nemotron_h" and isinstance(r.cfg.get("hybrid_override_pattern"), str):
+        n = len(r.cfg["hybrid_override_pattern"])     # nemotron_h.py builds one layer per character
+    elif model_type in F.ENCODER_DECODER_TYPES:
+        n = r.req_int(("decoder_layers",), "decoder layer count")
+    else:
+        n = r.req_int(_LAYER_KEYS, "layer count")
+    if n > 10_000:       # real models have at most a few hundred; per-layer work must stay bounded
+        raise ConfigError(f"config.json{where}: {n:,} layers cannot be a real model",
+                          "kvfit reads configs of up to 10,000 layers; check num_hidden_layers.")
+    return n
+
+
+def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArch:
     if not isinstance(config, dict):
         raise ConfigError("config.json must hold a JSON object")
     root_type = config.get("model_type")
+    if root_type is not None and not isinstance(root_type, str):
+        raise ConfigError(f"config.json: model_type must be a string, got {root_type!r}")
     cfg, where = text_config(config)
     model_type = cfg.get("model_type") or root_type
     if not isinstance(model_type, str) or not model_type:
@@ -252,64 +330,90 @@ def normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArch
     if root_type in F.ENCODER_ONLY_TYPES or model_type in F.ENCODER_ONLY_TYPES:
         raise ConfigError(f"{model_type} is an encoder-only model: vLLM allocates no KV cache for it",
                           "kvfit sizes the KV cache of generative (decoder) models.")
+    if model_type in F.NOT_MODELLED:
+        raise ConfigError(f"{model_type}: {F.NOT_MODELLED[model_type]}; kvfit does not model its KV cache yet")
     defaults = dict(F.CLASS_DEFAULTS.get(model_type, {}))
     if model_type == "gemma3" and where:
         defaults = dict(F.CLASS_DEFAULTS["gemma3_text"])
     r = _Reader(cfg, defaults, where)
+    remote_code = "auto_map" in config or "auto_map" in cfg
+    if remote_code:
+        r.inferred.append("config.json has auto_map (custom code, trust_remote_code): kvfit read it as data "
+                          "and ran none of the repository's code")
 
-    n_layers = r.req_int(_LAYER_KEYS, "layer count")
-    hidden = r.req_int(_HIDDEN_KEYS, "hidden size")
-    heads_found = r.first(_HEAD_KEYS)
-    if heads_found is None:
-        raise ConfigError(f"config.json{where} has no attention head count (num_attention_heads)")
-    heads = r.int(heads_found[0], heads_found[1], allow_zero=True)
+    n_layers = _num_layers(r, model_type, where)
+    if model_type in F.ENCODER_DECODER_TYPES:
+        hidden = r.req_int(("d_model",), "hidden size (d_model)")
+        heads = r.req_int(("decoder_attention_heads",), "decoder attention heads")
+    else:
+        hidden = r.req_int(_HIDDEN_KEYS, "hidden size")
+        heads_found = r.first(_HEAD_KEYS)
+        if heads_found is None:
+            if model_type not in F.MAMBA_FAMILIES:
+                raise ConfigError(f"config.json{where} has no attention head count (num_attention_heads)")
+            heads_found = ("num_attention_heads", 0)
+        heads = r.int(heads_found[0], heads_found[1], allow_zero=True)
     architectures = config.get("architectures") or []
     if not isinstance(architectures, list):
         raise ConfigError("config.json: architectures must be a list")
-    vocab = r.raw("vocab_size", 0)
+    vocab = r.raw("vocab_size") or r.raw("padded_vocab_size", 0)     # chatglm: padded_vocab_size
     vocab = r.int("vocab_size", vocab, allow_zero=True) if vocab is not None else 0
-    inter = r.raw("intermediate_size") or r.raw("ffn_dim") or r.raw("n_inner") or 4 * hidden
+    inter = (r.raw("intermediate_size") or r.raw("ffn_dim") or r.raw("n_inner") or r.raw("ffn_hidden_size")
+             or r.raw("decoder_ffn_dim") or 4 * hidden)
     inter = r.int("intermediate_size", inter)
     tie = cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", defaults.get("tie_word_embeddings", True)))
 
     use_mla = model_type in F.MLA_TYPES and cfg.get("kv_lora_rank") is not None
+    window = _sliding_window(r, model_type)
+    chunk = r.raw("attention_chunk_size") if model_type not in F.CHUNK_SIZE_STRIPPED else None
+    chunk = r.int("attention_chunk_size", chunk) if chunk else None
+    model_head = 0
+    model_kv_heads = 0
     layers: list[Layer] = []
+    mtp = 0
     if use_mla:
-        kv_lora = r.int("kv_lora_rank", cfg["kv_lora_rank"])
-        rope = r.int("qk_rope_head_dim", r.raw("qk_rope_head_dim", 64))
-        for i in range(n_layers):
-            layers.append(AttentionLayer(i, "mla", 1, kv_lora + rope, 0))
+        layers, model_head, mtp = _mla_layers(r, model_type, n_layers)
+        model_kv_heads = _kv_heads(r, model_type, heads) if heads else 0
+    elif model_type in F.MAMBA_FAMILIES:
+        layers, model_head, model_kv_heads = _mamba_family_layers(r, model_type, n_layers, hidden, heads, window)
+    elif model_type in F.ENCODER_DECODER_TYPES:
+        head = hidden // heads
+        model_head, model_kv_heads = r.int("d_model", hidden) // r.req_int(("encoder_attention_heads",), "heads"), heads
+        for i in range(n_layers):       # WhisperDecoderLayer: self_attn, then encoder_attn (cross)
+            layers.append(AttentionLayer(i, "full", heads, head, head))
+            layers.append(AttentionLayer(i, "cross", heads, head, head))
     else:
         if heads == 0:
             raise ConfigError(f"config.json{where}: num_attention_heads is 0 but the model has attention layers")
         kv_heads = _kv_heads(r, model_type, heads)
         if kv_heads == 0 or kv_heads > heads and model_type not in F.FALCON_TYPES:
             raise ConfigError(f"config.json{where}: {kv_heads} KV heads for {heads} attention heads cannot be right")
-        head = _head_size(r, hidden, heads)
+        model_head, model_kv_heads = _head_size(r, hidden, heads), kv_heads
+        if remote_code:
+            _note_remote_code_guesses(r, heads, model_head)
+        head = hidden // heads if model_type in F.HEAD_DIM_FROM_HIDDEN else model_head
         if head <= 0:
             raise ConfigError(f"config.json{where}: head size {head} (hidden {hidden} / heads {heads}) cannot be right")
-        kinds = _layer_kinds(r, model_type, n_layers)
-        window = _sliding_window(r, model_type)
-        if window is not None and "sliding" not in kinds and r.cfg.get("layer_types") is None \
-                and model_type not in F.ALTERNATING_SLIDING | F.PATTERN_SLIDING | F.GPT_OSS:
-            kinds = ["sliding"] * n_layers      # model-wide window (engine/arg_utils.py), e.g. Mistral-7B-v0.1
-        chunk = r.raw("attention_chunk_size")
-        for i, kind in enumerate(kinds):
-            if kind == "sliding":
-                if window is None:
-                    kind = "full"
-                layers.append(AttentionLayer(i, kind, kv_heads, head, head, window if kind == "sliding" else None))
-            elif kind == "chunked" or (kind == "full" and chunk and model_type == "llama4_text"
-                                        and _llama4_chunked(cfg, i)):
-                layers.append(AttentionLayer(i, "chunked", kv_heads, head, head, None, int(chunk)))
-            elif kind in ("linear", "mamba"):
-                raise ConfigError(f"{model_type}: mamba / linear-attention layers are not modelled yet",
-                                  "kvfit currently sizes attention-only models.")
-            else:
-                layers.append(AttentionLayer(i, "full", kv_heads, head, head))
+        if model_type in F.MIMO_V2:
+            layers = _mimo_v2_layers(r, n_layers, kv_heads, head, window)
+        elif model_type in F.BLOCK_CONFIGS and isinstance(r.cfg.get("block_configs"), list):
+            layers, model_kv_heads = _block_config_layers(r, n_layers, heads, head)
+        else:
+            kinds = _attention_kinds(r, model_type, n_layers, window)
+            for i, kind in enumerate(kinds):
+                layers.append(AttentionLayer(i, kind, kv_heads, head, head,
+                                             window if kind == "sliding" else None,
+                                             chunk if kind == "chunked" else None))
+        mtp = _mtp_layers(r)
 
     derived, key, default, mml = _max_len(r, config, str(root_type or model_type))
     qc = config.get("quantization_config") if isinstance(config.get("quantization_config"), dict) else None
+    ssm_dtype = None
+    if model_type in F.MAMBA_SSM_DTYPE_DEFAULT:
+        k, fallback = F.MAMBA_SSM_DTYPE_DEFAULT[model_type]
+        v = cfg.get(k, fallback)
+        ssm_dtype = _DTYPE_NAMES.get(str(v).lower(), str(v)) if v is not None else None
+    lt = cfg.get("layer_types")
     return ModelArch(
         model_type=model_type,
         architectures=tuple(str(a) for a in architectures),
@@ -329,20 +433,215 @@ def normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArch
         quantization=(qc or {}).get("quant_method") if qc else (
             "modelopt" if hf_quant_config else None),
         use_mla=use_mla,
-        num_experts=int(cfg.get("num_experts") or cfg.get("num_local_experts") or cfg.get("n_routed_experts") or 0),
-        experts_per_token=int(cfg.get("num_experts_per_tok") or 0),
-        moe_intermediate_size=int(cfg.get("moe_intermediate_size") or 0),
+        is_encoder_decoder=model_type in F.ENCODER_DECODER_TYPES,
+        num_experts=_count(r, "num_experts", "num_local_experts", "n_routed_experts"),
+        experts_per_token=_count(r, "num_experts_per_tok"),
+        moe_intermediate_size=_count(r, "moe_intermediate_size"),
         inferred=tuple(r.inferred),
+        head_size=model_head,
+        num_kv_heads=model_kv_heads,
+        sliding_window=window,
+        attention_chunk_size=chunk,
+        mamba_ssm_dtype=ssm_dtype,
+        mtp_layers=mtp,
+        gdn_layer_types=isinstance(lt, list) and "linear_attention" in lt,
+        encoder_item_tokens=r.int("max_source_positions", r.raw("max_source_positions", 0), allow_zero=True)
+        if model_type in F.ENCODER_DECODER_TYPES else 0,
     )
 
 
-def _llama4_chunked(cfg: dict, i: int) -> bool:
-    """Llama 4: layers with RoPE use chunked local attention; every no_rope_layers==0 layer is global."""
-    nrl = cfg.get("no_rope_layers")
-    if isinstance(nrl, list) and i < len(nrl):
-        return bool(nrl[i])
-    interval = cfg.get("no_rope_layer_interval", 4)
-    return (i + 1) % interval != 0
+def _mtp_layers(r: _Reader) -> int:
+    """Layers of the model's own MTP module (num_nextn_predict_layers; Qwen3.5: mtp_num_hidden_layers)."""
+    for k in ("num_nextn_predict_layers", "mtp_num_hidden_layers"):
+        v = r.cfg.get(k)
+        if v:
+            return r.int(k, v, allow_zero=True)
+    return 0
+
+
+def _mla_layers(r: _Reader, model_type: str, n: int) -> tuple[list[Layer], int, int]:
+    """MLA: one latent of kv_lora_rank + qk_rope_head_dim per token (head_size_v 0), not TP-split;
+    DeepSeek-V3.2 / GLM-5 (`index_topk` set) add an indexer cache on each indexed layer."""
+    kv_lora = r.int("kv_lora_rank", r.cfg["kv_lora_rank"])
+    rope = r.int("qk_rope_head_dim", r.raw("qk_rope_head_dim", 64))
+    head = kv_lora + rope
+    indexer = None
+    if r.cfg.get("index_topk") is not None:
+        ih = r.int("index_head_dim", r.raw("index_head_dim", 128))
+        indexer = ih + ih // F.INDEXER_QUANT_BLOCK * 4
+    layers: list[Layer] = []
+    freq = r.int("index_topk_freq", r.raw("index_topk_freq", 1))
+    offset = r.int("index_skip_topk_offset", r.raw("index_skip_topk_offset", 2), allow_zero=True)
+    pattern = r.cfg.get("index_topk_pattern")
+    for i in range(n):
+        layers.append(AttentionLayer(i, "mla", 1, head, 0))
+        if indexer is not None:
+            if isinstance(pattern, (str, list)):
+                skip = 0 <= i < len(pattern) and pattern[i] == "S"
+            else:
+                skip = max(i - offset + 1, 0) % freq != 0
+            if not skip:
+                layers.append(AttentionLayer(i, "indexer", 1, indexer, 0))
+    return layers, head, _mtp_layers(r)
+
+
+def _block_config_layers(r: _Reader, n: int, heads: int, head: int) -> tuple[list[Layer], int]:
+    """Nemotron-NAS: per-layer attention from block_configs (no_op layers own no KV); the model-level
+    KV heads are the first attending block's (NemotronNasModelArchConfigConvertor)."""
+    blocks = r.cfg["block_configs"]
+    if len(blocks) < n:
+        raise ConfigError(f"config.json{r.where}: block_configs has {len(blocks)} entries for {n} layers")
+    layers: list[Layer] = []
+    for i, b in enumerate(blocks[:n]):
+        att = b.get("attention") if isinstance(b, dict) else None
+        if not isinstance(att, dict):
+            raise ConfigError(f"config.json{r.where}: block_configs[{i}] has no attention block")
+        if att.get("no_op"):
+            continue
+        group = r.int("n_heads_in_group", att.get("n_heads_in_group"))
+        if heads < group or heads % group:
+            raise ConfigError(f"config.json{r.where}: block_configs[{i}] n_heads_in_group {group} does not "
+                              f"divide the {heads} attention heads")
+        layers.append(AttentionLayer(i, "full", heads // group, head, head))
+    return layers, (layers[0].num_kv_heads if layers else 0)
+
+
+def _mimo_v2_layers(r: _Reader, n: int, kv_heads: int, head: int, window: int | None) -> list[Layer]:
+    """MiMo-V2 (model_executor/models/mimo_v2.py): hybrid_layer_pattern 1 = sliding layer with its own
+    heads (swa_num_key_value_heads, swa_head_dim, swa_v_head_dim, window sliding_window_size)."""
+    pattern = r.cfg.get("hybrid_layer_pattern") or [0] * n
+    v_head = r.int("v_head_dim", r.raw("v_head_dim", head))
+    swa_kv = r.int("swa_num_key_value_heads", r.raw("swa_num_key_value_heads", kv_heads))
+    swa_head = r.int("swa_head_dim", r.raw("swa_head_dim", head))
+    swa_v = r.int("swa_v_head_dim", r.raw("swa_v_head_dim", swa_head))
+    swa_window = r.raw("sliding_window_size", window)
+    swa_window = r.int("sliding_window_size", swa_window, positive=False) if swa_window is not None else -1
+    if not isinstance(pattern, list):
+        raise ConfigError(f"config.json{r.where}: hybrid_layer_pattern must be a list")
+    layers: list[Layer] = []
+    for i in range(n):
+        if i < len(pattern) and pattern[i] == 1 and swa_window > 0:     # -1: normal attention (mimo_v2.py)
+            layers.append(AttentionLayer(i, "sliding", swa_kv, swa_head, swa_v, swa_window))
+        else:
+            layers.append(AttentionLayer(i, "full", kv_heads, head, v_head))
+    return layers
+
+
+def _mamba_params(r: _Reader, model_type: str, mixer: str, hidden: int) -> tuple[tuple[str, int], ...]:
+    """The config values each model's get_mamba_state_shape_from_config passes to vLLM's
+    MambaStateShapeCalculator (model totals; kv.specs divides them by TP)."""
+    g = lambda k, d=None: r.int(k, r.raw(k, d))     # noqa: E731
+    if mixer == "mamba1":
+        if model_type == "jamba":       # jamba.py: intermediate = mamba_expand * hidden
+            return (("d_inner", g("mamba_expand") * hidden), ("d_state", g("mamba_d_state")),
+                    ("d_conv", g("mamba_d_conv")))
+        return (("d_inner", g("intermediate_size")), ("d_state", g("state_size")), ("d_conv", g("conv_kernel")))
+    if mixer == "mamba2":
+        if model_type == "nemotron_h":
+            return (("intermediate", g("mamba_num_heads") * g("mamba_head_dim")), ("n_groups", g("n_groups")),
+                    ("heads", g("mamba_num_heads")), ("head_dim", g("mamba_head_dim")),
+                    ("d_state", g("ssm_state_size")), ("d_conv", g("conv_kernel")))
+        if model_type == "mamba2":
+            return (("intermediate", g("expand") * hidden), ("n_groups", g("n_groups")),
+                    ("heads", g("num_heads")), ("head_dim", g("head_dim")),
+                    ("d_state", g("state_size")), ("d_conv", g("conv_kernel")))
+        if model_type == "falcon_h1":
+            d_ssm = r.cfg.get("mamba_d_ssm")
+            if d_ssm is not None:
+                inter = r.int("mamba_d_ssm", d_ssm)
+            else:
+                expand = r.raw("mamba_expand")
+                if isinstance(expand, bool) or not isinstance(expand, (int, float)) or not math.isfinite(expand) \
+                        or expand <= 0:
+                    raise ConfigError(f"config.json{r.where}: mamba_expand must be a positive number, got {expand!r}")
+                inter = int(expand * hidden)
+        else:                       # granitemoehybrid, bamba: mamba_expand * hidden
+            inter = g("mamba_expand") * hidden
+        return (("intermediate", inter), ("n_groups", g("mamba_n_groups")), ("heads", g("mamba_n_heads")),
+                ("head_dim", g("mamba_d_head")), ("d_state", g("mamba_d_state")), ("d_conv", g("mamba_d_conv")))
+    # gdn: qwen3_next.py / qwen3_5.py
+    return (("nk", g("linear_num_key_heads")), ("nv", g("linear_num_value_heads")),
+            ("dk", g("linear_key_head_dim")), ("dv", g("linear_value_head_dim")),
+            ("kernel", g("linear_conv_kernel_dim")))
+
+
+def _mamba_family_layers(r: _Reader, model_type: str, n: int, hidden: int, heads: int,
+                         window: int | None) -> tuple[list[Layer], int, int]:
+    """Layers of mamba / linear-attention models (families.MAMBA_FAMILIES), in vLLM's layer order."""
+    fam = F.MAMBA_FAMILIES[model_type]
+    mixer, layout = fam["mixer"], fam["layout"]
+    params = _mamba_params(r, model_type, mixer, hidden)
+    if layout == "all":
+        # ModelConfig.get_head_size(): MambaModelArchConfigConvertor says 0 for mamba / falcon_mamba;
+        # other attention-free types go through the base convertor (head_dim, attention heads).
+        if model_type in F.MAMBA_CONVERTOR_TYPES:
+            return [MambaLayer(i, mixer, params) for i in range(n)], 0, 0
+        attn_heads = r.cfg.get("num_attention_heads") or 0     # Mamba2Config has no attention heads
+        attn_heads = r.int("num_attention_heads", attn_heads, allow_zero=True)
+        return [MambaLayer(i, mixer, params) for i in range(n)], _head_size(r, hidden, attn_heads), attn_heads
+    kv_heads = _kv_heads(r, model_type, heads)
+    head = _head_size(r, hidden, heads)
+    if heads == 0 or kv_heads == 0 or head <= 0:
+        raise ConfigError(f"config.json{r.where}: {model_type} needs attention heads for its attention layers")
+    attn_window = window if model_type in F.WINDOW_ON_EVERY_ATTENTION else None
+    if layout == "jamba":
+        period = r.int("attn_layer_period", r.raw("attn_layer_period", 8))
+        offset = r.int("attn_layer_offset", r.raw("attn_layer_offset", 4), allow_zero=True)
+        is_attn = [i % period == offset for i in range(n)]
+    elif layout == "pattern":
+        pattern = r.cfg.get("hybrid_override_pattern")
+        if not isinstance(pattern, str) or len(pattern) < n:
+            raise ConfigError(f"config.json{r.where}: nemotron_h needs hybrid_override_pattern (M, *, -, E per layer)")
+        bad = set(pattern) - set("M*-E")
+        if bad:
+            raise ConfigError(f"config.json{r.where}: hybrid_override_pattern has unknown layer kinds {sorted(bad)}")
+        is_attn = [c == "*" for c in pattern[:n]]
+        is_mamba = [c == "M" for c in pattern[:n]]
+    elif layout == "attn_indices":
+        idx = r.cfg.get("attn_layer_indices") or []
+        is_attn = [i in idx for i in range(n)]
+    elif layout == "parallel":
+        is_attn = [True] * n
+    else:   # layer_types
+        lt = r.cfg.get("layer_types")
+        if not isinstance(lt, list) or not lt:
+            interval = r.int("full_attention_interval", r.raw("full_attention_interval", 4))
+            lt = ["linear_attention" if (i + 1) % interval else "full_attention" for i in range(n)]
+        if len(lt) < n:
+            raise ConfigError(f"config.json{r.where}: layer_types has {len(lt)} entries for {n} layers")
+        for t in lt[:n]:
+            if t not in ("full_attention", "attention", "linear_attention", "mamba"):
+                raise ConfigError(f"config.json{r.where}: layer type {t!r} in layer_types is not one kvfit "
+                                  f"models for {model_type}")
+        is_attn = [t in ("full_attention", "attention") for t in lt[:n]]
+    layers: list[Layer] = []
+    for i in range(n):
+        if layout == "parallel":        # falcon_h1.py: the attention module registers before the mixer
+            layers.append(AttentionLayer(i, "full", kv_heads, head, head))
+            layers.append(MambaLayer(i, mixer, params))
+        elif is_attn[i]:
+            kind = "sliding" if attn_window else "full"
+            layers.append(AttentionLayer(i, kind, kv_heads, head, head, attn_window))
+        elif layout != "pattern" or is_mamba[i]:
+            layers.append(MambaLayer(i, mixer, params))
+    return layers, head, kv_heads
+
+
+def _note_remote_code_guesses(r: _Reader, heads: int, head: int) -> None:
+    """With custom config code not run, say which attention numbers are kvfit's reading, not the config's."""
+    if not any(k in r.cfg for k in _KV_HEAD_KEYS) and "num_key_value_heads" not in r.defaults:
+        r.inferred.append(f"KV heads = attention heads ({heads}): config.json names no KV head count")
+    if not any(r.has(k) for k in ("head_dim", "hidden_size_per_head")) and "head_dim" not in r.defaults:
+        r.inferred.append(f"head size = hidden_size / num_attention_heads = {head}: config.json has no head_dim")
+
+
+def _count(r: _Reader, *keys: str) -> int:
+    """The first of `keys` set to a non-zero value, as a whole number (0 when none is set)."""
+    for k in keys:
+        v = r.cfg.get(k)
+        if v is not None and v is not False and v != 0:
+            return r.int(k, v, allow_zero=True)
+    return 0
 
 
 def _kv_scheme(qc: dict | None, hf_quant: dict | None) -> str | None:

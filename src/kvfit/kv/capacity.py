@@ -1,4 +1,9 @@
-"""Bytes -> blocks -> vLLM's reported numbers (spec §4, §5), exactly as vLLM 0.32 computes them."""
+"""Bytes -> blocks -> vLLM's reported numbers (spec §4, §5), exactly as vLLM 0.32 computes them.
+
+v1/core/kv_cache_utils.py::get_kv_cache_configs: every pipeline stage divides its memory by its
+own bytes per block and the smallest count wins; the null block is held back from the check
+and from auto-fit; the report is int(num_blocks / blocks_per_request * max_model_len).
+"""
 
 from __future__ import annotations
 
@@ -22,16 +27,19 @@ class Capacity:
 
 
 def num_blocks(layout: KVLayout, available_bytes: int) -> int:
-    if layout.bytes_per_block == 0:
-        return 1                      # attention-free models: vLLM keeps one block, skips checks
-    return max(0, available_bytes // layout.bytes_per_block)
+    """get_kv_cache_config_from_groups per stage, then the minimum over stages (1 with no KV layers:
+    BlockPool's null block)."""
+    sizes = [bpb for bpb in layout.ranks if bpb]
+    if not layout.groups or not sizes:
+        return 1
+    return min(max(0, available_bytes // bpb) for bpb in sizes)
 
 
-def estimate_max_model_len(layout: KVLayout, ctx: RequestContext, check_bytes: int) -> int:
+def _estimate(layout: KVLayout, ctx: RequestContext, check_bytes: int, bpb: int) -> int:
     """kv_cache_utils.py::_estimate_max_model_len_from_groups: binary search over [1, L]."""
 
     def fits(length: int) -> bool:
-        return layout.bytes_per_request(replace(ctx, max_model_len=length)) <= check_bytes
+        return bpb * layout.blocks_per_request(replace(ctx, max_model_len=length)) <= check_bytes
 
     left, right = 1, ctx.max_model_len
     if not fits(left):
@@ -46,19 +54,42 @@ def estimate_max_model_len(layout: KVLayout, ctx: RequestContext, check_bytes: i
     return result
 
 
+def estimate_max_model_len(layout: KVLayout, ctx: RequestContext, check_bytes: int) -> int:
+    """The estimate on the fullest stage (the one every stage's check is bounded by)."""
+    return _estimate(layout, ctx, check_bytes, layout.bytes_per_block)
+
+
+def _rank_budgets(layout: KVLayout, available_bytes: int, override: int | None) -> list[tuple[int, int]]:
+    """(bytes per block, available bytes) per stage holding KV layers, in stage order."""
+    out = []
+    for bpb in layout.ranks:
+        if not bpb:
+            continue
+        avail = override * bpb if override is not None else available_bytes
+        out.append((bpb, avail))
+    return out
+
+
 def capacity(layout: KVLayout, ctx: RequestContext, available_bytes: int,
              num_gpu_blocks_override: int | None = None) -> Capacity:
-    """The numbers vLLM computes once it knows the bytes available for KV on the fullest rank."""
-    if num_gpu_blocks_override is not None and layout.bytes_per_block:
-        available_bytes = num_gpu_blocks_override * layout.bytes_per_block
-    blocks = num_blocks(layout, available_bytes)
-    if not layout.groups:
-        return Capacity(blocks, 0, float("inf"), 0, 0, True, 0, available_bytes, ctx.max_model_len)
+    """The numbers vLLM computes once it knows the bytes available for KV on every rank."""
+    if not layout.groups or not layout.bytes_per_block:
+        return Capacity(1, 0, float("inf"), 0, 0, True, 0, available_bytes, ctx.max_model_len)
+    budgets = _rank_budgets(layout, available_bytes, num_gpu_blocks_override)
+    blocks = min(max(0, avail // bpb) for bpb, avail in budgets)
     per_req = layout.blocks_per_request(ctx)
-    check = available_bytes - layout.bytes_per_block          # the null block
+    # _check_enough_kv_cache_memory runs stage by stage and raises at the first that fails.
+    fits, estimate = True, ctx.max_model_len
     needed = layout.bytes_per_block * per_req
-    fits = available_bytes > 0 and check > 0 and needed <= check
-    estimate = ctx.max_model_len if fits else (estimate_max_model_len(layout, ctx, check) if check > 0 else 0)
+    check = (budgets[0][1] if budgets else available_bytes) - layout.bytes_per_block
+    for bpb, avail in budgets:
+        c = avail - bpb
+        if c <= 0:
+            fits, estimate, needed, check = False, 0, bpb * per_req, c
+            break
+        if bpb * per_req > c:
+            fits, estimate, needed, check = False, _estimate(layout, ctx, c, bpb), bpb * per_req, c
+            break
     concurrency = blocks / per_req
     return Capacity(
         num_blocks=blocks,
@@ -73,11 +104,14 @@ def capacity(layout: KVLayout, ctx: RequestContext, available_bytes: int,
     )
 
 
-def auto_fit(layout: KVLayout, ctx: RequestContext, available_bytes: int) -> int:
-    """`--max-model-len -1`: the longest length at which exactly one request fits (§5.3); 0 if none."""
-    check = available_bytes - layout.bytes_per_block
-    if not layout.groups:
+def auto_fit(layout: KVLayout, ctx: RequestContext, available_bytes: int,
+             num_gpu_blocks_override: int | None = None) -> int:
+    """`--max-model-len -1`: the longest length at which exactly one request fits on every stage
+    (_auto_fit_max_model_len, §5.3); 0 if none."""
+    if not layout.groups or not layout.bytes_per_block:
         return ctx.max_model_len
-    if check <= 0:
-        return 0
-    return estimate_max_model_len(layout, ctx, check)
+    best = ctx.max_model_len
+    for bpb, avail in _rank_budgets(layout, available_bytes, num_gpu_blocks_override):
+        check = avail - bpb
+        best = min(best, _estimate(layout, ctx, check, bpb) if check > 0 else 0)
+    return best

@@ -2,12 +2,17 @@
 
 Each spec answers two questions the way vLLM's does: how many bytes one block takes on one rank
 (`page_size_bytes`) and how many blocks one request at the current settings needs
-(`blocks_per_request`). Nothing else in kvfit knows these formulas.
+(`blocks_per_request`, vLLM's cdiv(max_memory_usage_bytes, page_size_bytes)). Nothing else in
+kvfit knows these formulas. The mamba state shapes mirror
+model_executor/layers/mamba/mamba_utils.py::MambaStateShapeCalculator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
+
+from ..errors import BadInput
 
 
 def cdiv(a: int, b: int) -> int:
@@ -54,16 +59,14 @@ class AttentionSpec:
     def page_size_bytes(self) -> int:
         return self.page_size_padded if self.page_size_padded is not None else self.real_page_size_bytes
 
-    def tokens_per_request(self, ctx: RequestContext) -> int:
-        return ctx.max_model_len
-
     def blocks_per_request(self, ctx: RequestContext) -> int:
         return cdiv(ctx.max_model_len, self.block_size)
 
     @property
     def type_key(self) -> tuple:
-        """Specs with equal type_key can share one group (vLLM's UniformTypeKVCacheSpecs)."""
-        return (self.kind, self.block_size)
+        """Specs with equal type_key can share one group (vLLM's UniformTypeKVCacheSpecs):
+        the registry's uniform_type_base_spec, the block size, and is_uniform_with_collection."""
+        return ("full", self.block_size)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class SlidingWindowSpec(AttentionSpec):
     kind = "sliding"
 
     def blocks_per_request(self, ctx: RequestContext) -> int:
+        """SlidingWindowSpec.max_admission_blocks_per_request."""
         tokens = min(self.sliding_window - 1 + ctx.extra_retained_tokens + ctx.max_in_flight_tokens,
                      ctx.max_model_len)
         return cdiv(tokens, self.block_size) + 1   # the window may start mid-block
@@ -97,8 +101,10 @@ class ChunkedLocalAttentionSpec(AttentionSpec):
 
 @dataclass(frozen=True)
 class MLAAttentionSpec(AttentionSpec):
-    """One latent vector per token per layer (head_size_v = 0), not divided by TP."""
+    """One latent vector per token per layer (head_size_v = 0), not divided by TP. The
+    DeepSeek-V3.2 indexer cache is one too (role "indexer": uint8, head index_head_dim + scales)."""
 
+    role: str = "sparse"
     kind = "mla"
 
     @property
@@ -126,11 +132,15 @@ class MambaSpec:
 
     state_bytes: int
     block_size: int
-    checkpoint_blocks: int = 0          # 1 for Mamba2 mixers (and KDA when it can checkpoint)
+    checkpoint_blocks: int = 0          # num_prefill_checkpoint_blocks: 1 for MambaMixer2
     page_size_padded: int | None = None
     mamba_type: str = "mamba"
 
     kind = "mamba"
+
+    @property
+    def bytes_per_token(self) -> int:
+        return 0
 
     @property
     def page_size_bytes(self) -> int:
@@ -143,7 +153,47 @@ class MambaSpec:
 
     @property
     def type_key(self) -> tuple:
-        return (self.kind, self.mamba_type, self.block_size)
+        # MambaSpec.is_uniform_with_collection: same block, checkpoint blocks and page size.
+        return (self.kind, self.block_size, self.checkpoint_blocks, self.page_size_bytes)
 
 
 KVSpec = AttentionSpec | MambaSpec
+
+
+# --- mamba state sizes (MambaStateShapeCalculator) ----------------------------------------------
+
+def _divide(a: int, b: int, what: str) -> int:
+    """vllm.distributed.divide: asserts the split is exact."""
+    if a % b:
+        raise BadInput(f"{what} ({a}) does not split over tensor parallel size {b}",
+                       "vLLM asserts the mamba state divides evenly across TP ranks.")
+    return a // b
+
+
+# Which state tensors each mixer keeps, and which dtype each uses: "conv" (mamba_cache_dtype) or
+# "ssm" (mamba_ssm_cache_dtype); MambaStateDtypeCalculator.{mamba1,mamba2,gated_delta_net}_state_dtype.
+MAMBA_CHECKPOINT_BLOCKS = {"mamba1": 0, "mamba2": 1, "gdn": 0}   # MambaMixer2.get_kv_cache_spec
+
+
+def mamba_state_shapes(kind: str, p: dict[str, int], tp: int, num_spec: int) -> tuple[tuple[int, ...], ...]:
+    """(conv_state_shape, ssm_state_shape) on one TP rank; the conv state in vLLM's default "SD"
+    orientation (state_len, dim) (get_conv_state_layout; the orientation does not change the bytes)."""
+    if kind == "mamba1":
+        d = _divide(p["d_inner"], tp, "mamba d_inner")
+        return (p["d_conv"] - 1, d), (d, p["d_state"])
+    if kind == "mamba2":
+        groups = p["n_groups"] + (0 if p["n_groups"] % tp == 0 else tp - p["n_groups"])
+        conv_dim = p["intermediate"] + 2 * groups * p["d_state"]
+        return ((p["d_conv"] - 1 + num_spec, _divide(conv_dim, tp, "mamba2 conv dim")),
+                (_divide(p["heads"], tp, "mamba2 heads"), p["head_dim"], p["d_state"]))
+    if kind == "gdn":
+        conv_dim = p["dk"] * p["nk"] * 2 + p["dv"] * p["nv"]
+        return ((p["kernel"] - 1 + num_spec, _divide(conv_dim, tp, "GatedDeltaNet conv dim")),
+                (_divide(p["nv"], tp, "GatedDeltaNet value heads"), p["dv"], p["dk"]))
+    raise BadInput(f"mamba layer kind {kind!r} is not modelled")
+
+
+def mamba_state_bytes(kind: str, p: dict[str, int], tp: int, num_spec: int, conv_bytes: int,
+                      ssm_bytes: int) -> int:
+    conv, ssm = mamba_state_shapes(kind, p, tp, num_spec)
+    return prod(conv) * conv_bytes + prod(ssm) * ssm_bytes

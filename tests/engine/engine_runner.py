@@ -1,0 +1,134 @@
+"""Runs vLLM's real CPU engine on tiny dummy-weight models and records its KV numbers.
+
+Not a test module: tests/engine/conftest.py runs it as a subprocess, one at a time, under
+`flock /tmp/kvfit-engine.lock`:
+
+    python engine_runner.py CASES.json RESULTS.jsonl
+
+CASES.json is a list of {"id", "model", "max_model_len", "kv_cache_memory_bytes", "kwargs"}.
+Each case builds one `vllm.LLM(...)` in this process (the engine core runs in-process with
+VLLM_ENABLE_V1_MULTIPROCESSING=0 unless the case asks for several workers), reads what vLLM
+decided, and appends one JSON line to RESULTS.jsonl as soon as it is known, so a crash loses
+only the case that crashed. Nothing here computes a KV number: every value is vLLM's own.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import re
+import sys
+import time
+import traceback
+
+_ESTIMATE = re.compile(r"estimated maximum model length is (\d+)")
+
+
+def _group_summary(kv_cache_configs) -> dict:
+    """What get_kv_cache_configs decided, per worker (diagnostics for failing comparisons)."""
+    out = []
+    for cfg in kv_cache_configs:
+        groups = []
+        for g in cfg.kv_cache_groups:
+            spec = g.kv_cache_spec
+            groups.append({"type": type(spec).__name__, "layers": len(g.layer_names),
+                           "block_size": spec.block_size, "page_size_bytes": spec.page_size_bytes})
+        out.append({"num_blocks": cfg.num_blocks, "groups": groups})
+    return {"workers": out}
+
+
+def run_case(case: dict) -> dict:
+    from vllm import LLM
+    import vllm.v1.engine.core as core
+
+    captured: dict = {}
+    original = core.get_kv_cache_configs
+
+    def recording(vllm_config, kv_cache_specs, available_memory):
+        configs = original(vllm_config, kv_cache_specs, available_memory)
+        captured["kv"] = _group_summary(configs)
+        captured["available_memory"] = list(available_memory)
+        captured["max_model_len"] = vllm_config.model_config.max_model_len
+        captured["num_blocks"] = min(c.num_blocks for c in configs)
+        return configs
+
+    original_capacity = core.update_kv_cache_capacity
+
+    def recording_capacity(vllm_config, kv_cache_config):
+        original_capacity(vllm_config, kv_cache_config)
+        cc = vllm_config.cache_config
+        captured.update(kv_cache_tokens=cc.kv_cache_size_tokens, max_concurrency=cc.kv_cache_max_concurrency,
+                        block_size=cc.block_size, num_gpu_blocks=cc.num_gpu_blocks,
+                        max_num_batched_tokens=vllm_config.scheduler_config.max_num_batched_tokens)
+
+    core.get_kv_cache_configs = recording
+    core.update_kv_cache_capacity = recording_capacity
+    saved_env = {k: os.environ.get(k) for k in (case.get("env") or {})}
+    os.environ.update(case.get("env") or {})
+    kwargs = dict(model=case["model"], skip_tokenizer_init=True, load_format="dummy",
+                  max_model_len=case["max_model_len"], enforce_eager=True,
+                  kv_cache_memory_bytes=case["kv_cache_memory_bytes"])
+    kwargs.update(case.get("kwargs") or {})
+    result: dict = {"id": case["id"]}
+    t0 = time.time()
+    llm = None
+    try:
+        llm = LLM(**kwargs)
+        vc = llm.llm_engine.vllm_config
+        cc = vc.cache_config
+        result.update(
+            ok=True,
+            num_blocks=cc.num_gpu_blocks,
+            block_size=cc.block_size,
+            kv_cache_tokens=cc.kv_cache_size_tokens,
+            max_concurrency=cc.kv_cache_max_concurrency,
+            max_model_len=vc.model_config.max_model_len,
+            max_num_batched_tokens=vc.scheduler_config.max_num_batched_tokens,
+            mamba_cache_mode=cc.mamba_cache_mode,
+            mamba_ssm_cache_dtype=str(cc.mamba_ssm_cache_dtype),
+            dtype=str(vc.model_config.dtype).replace("torch.", ""),
+        )
+    except Exception as e:  # vLLM refusing the launch is a result too
+        message = str(e)
+        m = _ESTIMATE.search(message)
+        result.update(ok=False, error_type=type(e).__name__, error=message[:2000],
+                      estimated_max_model_len=int(m.group(1)) if m else None,
+                      traceback=traceback.format_exc()[-3000:])
+    finally:
+        core.get_kv_cache_configs = original
+        core.update_kv_cache_capacity = original_capacity
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    result["captured"] = captured
+    result["seconds"] = round(time.time() - t0, 2)
+    if llm is not None:
+        try:
+            llm.llm_engine.engine_core.shutdown()
+        except Exception:
+            pass
+        del llm
+    gc.collect()
+    return result
+
+
+def main() -> None:
+    cases_path, results_path = sys.argv[1], sys.argv[2]
+    cases = json.load(open(cases_path))
+    os.environ.pop("VLLM_CPU_KVCACHE_SPACE", None)
+    for case in cases:
+        res = run_case(case)
+        with open(results_path, "a") as f:
+            f.write(json.dumps(res) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)   # vLLM's background threads can hold a clean exit for a minute
+
+
+if __name__ == "__main__":
+    main()

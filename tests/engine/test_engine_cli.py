@@ -1,0 +1,52 @@
+"""The same comparison once through the command line: `kvfit check DIR --device cpu --json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from engine_cases import BY_ID
+from engine_kvfit import DATA
+
+
+def _isa(cpu_host: dict) -> str:
+    return "amx" if cpu_host["amx"] else ("avx512_bf16" if cpu_host["avx512_bf16"] else "avx2")
+
+
+def _kvfit_json(*args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
+    env["HF_HUB_OFFLINE"] = "1"
+    r = subprocess.run([sys.executable, "-m", "kvfit", "check", *args, "--json"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout)
+
+
+def _assert_same(doc: dict, got: dict) -> None:
+    assert not got.get("crashed") and got.get("ok"), got.get("error")
+    cap, settings = doc["capacity"], doc["settings"]
+    assert cap["num_blocks"] == got["num_blocks"]
+    assert cap["kv_cache_tokens"] == got["kv_cache_tokens"]
+    assert f"{cap['max_concurrency']:.2f}" == f"{got['max_concurrency']:.2f}"
+    assert settings["max_model_len"] == got["max_model_len"]
+    assert doc["kv"]["block_size"] == got["block_size"]
+
+
+def test_cli_dense(engine_results, cpu_host):
+    case = BY_ID["llama_gqa-default"]
+    doc = _kvfit_json(str(DATA / case.model), "--device", "cpu", "--kv-cache-memory-bytes", str(case.budget),
+                      "--cpu-isa", _isa(cpu_host))
+    _assert_same(doc, engine_results[case.id])
+
+
+def test_cli_hybrid_with_speculative_tokens(engine_results, cpu_host):
+    case = BY_ID["qwen3_next-ngram2"]
+    spec = case.engine["speculative_config"]
+    doc = _kvfit_json(str(DATA / case.model), "--device", "cpu", "--kv-cache-memory-bytes", str(case.budget),
+                      "--max-model-len", str(case.max_model_len), "--entrypoint", "llm",
+                      "--speculative-config", json.dumps({"method": spec["method"],
+                                                          "num_speculative_tokens": spec["num_speculative_tokens"]}),
+                      "--cpu-isa", _isa(cpu_host))
+    _assert_same(doc, engine_results[case.id])
