@@ -6,8 +6,7 @@ This is the edge between the I/O (sources, NVML) and the pure core; the CLI only
 from __future__ import annotations
 
 import json
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from . import plan
 from .arch.normalize import normalize
@@ -15,10 +14,12 @@ from .errors import GpuError
 from .gpu.catalog import Gpu, common_gpus, lookup
 from .memory.profiles import CURRENT_VERSION, installed_vllm_version, profile_for
 from .render.json import result_dict
-from .render.report import render, render_table
 from .settings import Settings
 from .sources import resolve
 from .units import parse_human_int, parse_max_model_len, parse_size
+
+if TYPE_CHECKING:               # rich is imported only to print (kvfit.entry keeps `check --json` off it)
+    from rich.console import Console
 
 
 def load_model(ref: str, revision: str | None, offline: bool) -> plan.Model:
@@ -27,7 +28,61 @@ def load_model(ref: str, revision: str | None, offline: bool) -> plan.Model:
     return plan.Model(src.id, src.source, src.detail, arch, src.inventory)
 
 
-def pick_gpus(gpu: str | None, gpu_memory: str | None, device: str, tp: int) -> tuple[list[Gpu], str | None]:
+CPU_ISAS = ("avx512_bf16", "amx", "avx2")
+
+
+def detect_cpu_isa() -> str:
+    """What vLLM's CPU platform checks on this host (torch.cpu._is_amx_tile_supported /
+    _is_avx512_bf16_supported), read from /proc/cpuinfo without importing torch."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = set()
+            for line in f:
+                if line.startswith("flags"):
+                    flags.update(line.partition(":")[2].split())
+                    break
+    except OSError:
+        return "avx512_bf16"
+    if "amx_tile" in flags and "avx512_bf16" in flags:
+        return "amx"
+    return "avx512_bf16" if "avx512_bf16" in flags else "avx2"
+
+
+def parse_speculative_config(text: str | None) -> dict:
+    """--speculative-config as vLLM takes it: a JSON object with method, num_speculative_tokens, model."""
+    if text is None:
+        return {}
+    from .errors import BadInput
+
+    try:
+        spec = json.loads(text)
+    except ValueError as e:
+        raise BadInput(f"--speculative-config must be JSON, e.g. '{{\"method\": \"mtp\", "
+                       f"\"num_speculative_tokens\": 1}}' ({e})") from None
+    if not isinstance(spec, dict):
+        raise BadInput("--speculative-config must be a JSON object")
+    method = spec.get("method") or ("draft_model" if spec.get("model") else None)
+    n = spec.get("num_speculative_tokens")
+    if not isinstance(method, str) or isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise BadInput("--speculative-config needs a method and num_speculative_tokens >= 1")
+    model = spec.get("model")
+    if model is not None and not isinstance(model, str):
+        raise BadInput("--speculative-config model must be a model id or directory")
+    return {"method": method, "num_speculative_tokens": n, "model": model}
+
+
+def with_speculative_layers(m: plan.Model, settings: Settings, revision: str | None, offline: bool) -> plan.Model:
+    """A draft model's or EAGLE head's attention layers are KV layers of the launch too."""
+    from .arch import families as F
+
+    if settings.speculative_method not in F.DRAFT_MODEL_METHODS or not settings.speculative_model:
+        return m
+    draft = load_model(settings.speculative_model, None, offline)
+    return plan.Model(m.id, m.source, m.detail, m.arch.with_draft(draft.arch.layers), m.inventory)
+
+
+def pick_gpus(gpu: str | None, gpu_memory: str | None, device: str, tp: int,
+              pp: int = 1) -> tuple[list[Gpu], str | None]:
     """The GPU(s) to check on, and a note when none was probed or named."""
     if device == "cpu":
         return [Gpu("CPU (vLLM CPU backend)", 0, (0, 0), source="--device cpu")], None
@@ -41,11 +96,13 @@ def pick_gpus(gpu: str | None, gpu_memory: str | None, device: str, tp: int) -> 
 
     found = probe()
     if found.gpus:
-        if len(found.gpus) < tp:
-            raise GpuError(f"--tensor-parallel-size {tp} needs {tp} GPUs; {len(found.gpus)} visible",
-                           "Lower --tensor-parallel-size, or check CUDA_VISIBLE_DEVICES.")
-        # TP ranks run on the first tp visible GPUs; the one with the least free memory decides.
-        used = sorted(found.gpus[:tp], key=lambda g: g.free_bytes or 0)
+        world = tp * pp                  # vLLM's world size: one GPU per TP rank of every PP stage
+        if len(found.gpus) < world:
+            flags = f"--tensor-parallel-size {tp}" + (f" x --pipeline-parallel-size {pp}" if pp > 1 else "")
+            raise GpuError(f"{flags} needs {world} GPUs; {len(found.gpus)} visible",
+                           "Lower the parallel sizes, or check CUDA_VISIBLE_DEVICES.")
+        # Ranks run on the first `world` visible GPUs; the one with the least free memory decides.
+        used = sorted(found.gpus[:world], key=lambda g: g.free_bytes or 0)
         return [used[0]], None
     return common_gpus(), found.reason
 
@@ -55,7 +112,18 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
         block_size: int | None, max_num_seqs: int | None, max_num_batched_tokens: str | None,
         enforce_eager: bool, kv_cache_memory_bytes: str | None, gpu: str | None, gpu_memory: str | None,
         vllm_version: str | None, entrypoint: str, device: str, revision: str | None, offline: bool,
-        as_json: bool, out: Console, err: Console) -> int:
+        as_json: bool, out: Console, err: Console, enable_lora: bool = False, max_loras: int = 1,
+        max_lora_rank: int = 16, cpu_offload_gb: float = 0.0, speculative_config: str | None = None,
+        enable_prefix_caching: bool = False, no_enable_prefix_caching: bool = False,
+        mamba_cache_dtype: str = "auto", mamba_ssm_cache_dtype: str = "auto",
+        disable_hybrid_kv_cache_manager: bool = False, disable_sliding_window: bool = False,
+        cpu_isa: str | None = None) -> int:
+    spec = parse_speculative_config(speculative_config)
+    isa = (cpu_isa or detect_cpu_isa()) if device == "cpu" else "avx512_bf16"
+    if isa not in CPU_ISAS:
+        from .errors import BadInput
+
+        raise BadInput(f"--cpu-isa {isa!r} is not one of {', '.join(CPU_ISAS)}")
     settings = Settings(
         max_model_len=parse_max_model_len(max_model_len),
         gpu_memory_utilization=gpu_memory_utilization,
@@ -66,7 +134,15 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
         enforce_eager=enforce_eager,
         kv_cache_memory_bytes=parse_size(kv_cache_memory_bytes, "--kv-cache-memory-bytes")
         if kv_cache_memory_bytes is not None else None,
-        device=device, entrypoint=entrypoint,
+        device=device, entrypoint=entrypoint, enable_lora=enable_lora, max_loras=max_loras,
+        max_lora_rank=max_lora_rank, cpu_offload_gb=cpu_offload_gb,
+        speculative_method=spec.get("method"), num_speculative_tokens=spec.get("num_speculative_tokens", 0),
+        speculative_model=spec.get("model"),
+        enable_prefix_caching=True if enable_prefix_caching else (False if no_enable_prefix_caching else None),
+        mamba_cache_dtype=mamba_cache_dtype, mamba_ssm_cache_dtype=mamba_ssm_cache_dtype,
+        disable_hybrid_kv_cache_manager=True if disable_hybrid_kv_cache_manager else None,
+        disable_sliding_window=disable_sliding_window,
+        cpu_avx512_bf16=isa in ("avx512_bf16", "amx"), cpu_amx=isa == "amx",
     ).validate()
     if device == "cpu" and settings.kv_cache_memory_bytes is None:
         import os
@@ -83,21 +159,30 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
     version = vllm_version or installed_vllm_version() or CURRENT_VERSION
     profile = profile_for(version)
     m = load_model(model, revision, offline)
-    gpus, probe_note = pick_gpus(gpu, gpu_memory, device, tensor_parallel_size)
-    results = [plan.evaluate(m, g, settings, profile) for g in gpus]
+    m = with_speculative_layers(m, settings, revision, offline)
+    gpus, probe_note = pick_gpus(gpu, gpu_memory, device, tensor_parallel_size, pipeline_parallel_size)
+    # 0.8.x ran V1 by default but fell back to V0 below compute capability 8.0: the profile is per GPU.
+    results = [plan.evaluate(m, g, settings, profile_for(version, gpu=g)) for g in gpus]
 
     if len(results) == 1:
         res = results[0]
         if as_json:
-            out.print_json(json.dumps(result_dict(res)))
+            out.print_json(json.dumps(result_dict(res)), highlight=False)
         else:
+            from .render.report import render   # rich tables and panels: not needed for --json
+
             render(res, out)
         return 0 if res.fits else 1
     if as_json:
         out.print_json(json.dumps({"schema": "kvfit.check-table/1", "gpu_probe": probe_note,
-                                   "results": [result_dict(r) for r in results]}))
+                                   "results": [result_dict(r) for r in results]}), highlight=False)
     else:
-        out.print(f"[dim]No GPU probed ({probe_note}); showing common GPUs. Name one with --gpu or --gpu-memory.[/]")
+        from .render.report import render_table
+
+        from rich.markup import escape
+
+        out.print(f"[dim]No GPU probed ({escape(probe_note or '')}); showing common GPUs. "
+                  "Name one with --gpu or --gpu-memory.[/]")
         render_table(results, out, f"{m.id} at max_model_len {results[0].resolved.max_model_len:,} "
                                    f"({m.source}), vLLM {profile.version}")
     return 0 if any(r.fits for r in results) else 1

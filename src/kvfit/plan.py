@@ -15,9 +15,10 @@ from .gpu.catalog import Gpu
 from .kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from .kv.layout import KVLayout, KVOptions, build_layout
 from .kv.specs import RequestContext
-from .memory.overhead import Overhead, estimate_overhead
-from .memory.profiles import Profile, batch_defaults, resolve_batch
-from .memory.weights import DTYPE_BYTES, Inventory, estimate_inventory, weights_per_gpu
+from .memory.overhead import Overhead, estimate_overhead, is_multimodal
+from .memory.profiles import Profile, batch_defaults, resolve_batch, v0_batch, v0_chunked_prefill
+from .memory.weights import DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, weights_breakdown
+from .units import GiB
 from .settings import KV_CACHE_DTYPES, Settings
 
 
@@ -43,6 +44,9 @@ class Memory:
     free_at_start_bytes: int | None
     weights_estimated: bool
     explicit_kv_budget: bool      # --kv-cache-memory-bytes: the budget is exact
+    lora_bytes: int = 0           # LoRA slots preallocated (inside weights_bytes)
+    cpu_offload_bytes: int = 0    # weights moved to CPU by --cpu-offload-gb (outside weights_bytes)
+    weights_detail: str = ""      # how the weights were placed (padding, TP, PP stage)
 
     @property
     def left_free_bytes(self) -> int:
@@ -126,12 +130,25 @@ def resolve_kv_dtype(arch: ModelArch, settings: Settings, model_dtype: str) -> t
     return s, KV_CACHE_DTYPES[s]
 
 
-def default_block_size(arch: ModelArch, settings: Settings) -> int:
-    """CacheConfig.DEFAULT_BLOCK_SIZE 16, CPU 128, CPU MLA 16 (spec §1.12)."""
+def default_block_size(arch: ModelArch, settings: Settings, gpu: Gpu | None = None) -> int:
+    """cache_config.block_size before the hybrid alignment (spec §1.12).
+
+    CUDA: CacheConfig.DEFAULT_BLOCK_SIZE 16, or the MLA backend's preferred size (FLASHMLA_SPARSE 64
+    for DeepSeek-V3.2-style indexed models, FLASHINFER_MLA 32 on SM 10.x). CPU (platforms/cpu.py):
+    128 unless --block-size; the reference CPU MLA kernel forces 16 even over a user value; the
+    AMX MLA path keeps 128.
+    """
+    if settings.device == "cpu":
+        if arch.use_mla and not settings.cpu_amx:
+            return 16
+        return settings.block_size or 128
     if settings.block_size:
         return settings.block_size
-    if settings.device == "cpu":
-        return 16 if arch.use_mla else 128
+    if arch.use_mla:
+        if any(x.kind == "indexer" for x in arch.attention_layers):
+            return 64
+        if gpu is not None and gpu.compute_capability >= (10, 0):
+            return 32
     return 16
 
 
@@ -139,56 +156,138 @@ def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile) -> 
     model_dtype = resolve_model_dtype(arch, settings.dtype_canonical, gpu, settings.device)
     kv_str, kv_bytes = resolve_kv_dtype(arch, settings, model_dtype)
     asked = settings.max_model_len
+    derived, derived_key, default_len = arch.derived_max_len, arch.derived_max_len_key, arch.default_max_len
+    if settings.disable_sliding_window and arch.sliding_window is not None and arch.sliding_window < derived:
+        # config/model.py::_get_and_verify_max_len: --disable-sliding-window caps the length to the window
+        if default_len == derived:
+            default_len = arch.sliding_window
+        derived, derived_key = arch.sliding_window, "sliding_window"
     if asked is None or asked == -1:
-        length = arch.default_max_len
+        length = default_len
     else:
         length = asked
-        limit = max(arch.derived_max_len, arch.model_max_length or 0)
-        if length > limit:
+        limit = max(derived, arch.model_max_length or 0)
+        if length > limit and arch.length_from_config:
             raise BadInput(
                 f"--max-model-len {length} is greater than the model's derived max_model_len "
-                f"({arch.derived_max_len_key}={arch.derived_max_len}); vLLM refuses this at startup",
-                f"Use --max-model-len {arch.derived_max_len} or less (vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 "
+                f"({derived_key}={derived}); vLLM refuses this at startup",
+                f"Use --max-model-len {derived} or less (vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 "
                 "overrides it, at the risk of wrong outputs).")
     util = settings.gpu_memory_utilization or profile.default_gpu_memory_utilization
+    if settings.pipeline_parallel_size > arch.num_hidden_layers:
+        raise BadInput(f"--pipeline-parallel-size {settings.pipeline_parallel_size} is more than the model's "
+                       f"{arch.num_hidden_layers} layers: pipeline stages would hold none",
+                       "vLLM splits the layers over the stages; use at most one stage per layer.")
     world = settings.tensor_parallel_size * settings.pipeline_parallel_size
     defaults = batch_defaults(device=settings.device, total_bytes=gpu.total_bytes, gpu_name=gpu.name,
-                              entrypoint=settings.entrypoint, world_size=world)
-    chunked = not (settings.device == "cpu" and arch.use_mla)
+                              entrypoint=settings.entrypoint, world_size=world, profile=profile)
+    # ModelConfig.is_chunked_prefill_supported: off for encoder-decoder models (SchedulerConfig then
+    # takes max(max_model_len, default) tokens and refuses a smaller --max-num-batched-tokens).
+    chunked = not arch.is_encoder_decoder
     if profile.engine == "V0":
-        chunked = length > 32768
-        defaults = replace(defaults, max_num_batched_tokens=512 if chunked else length, max_num_seqs=256)
-    mnbt, seqs = resolve_batch(defaults, max_num_batched_tokens=settings.max_num_batched_tokens,
-                               max_num_seqs=settings.max_num_seqs, max_model_len=length,
-                               chunked_prefill=chunked)
+        # V0 profiles max(max_model_len, 2048) tokens unless its automatic chunked prefill is on
+        # (memory/profiles.py::v0_chunked_prefill): capacity then depends on the length asked for.
+        sliding = any(x.kind == "sliding" for x in arch.attention_layers) and not settings.disable_sliding_window
+        chunked = v0_chunked_prefill(profile, max_model_len=length, device=settings.device,
+                                     sliding_window=sliding, use_mla=arch.use_mla,
+                                     multimodal=is_multimodal(arch), lora=settings.enable_lora)
+        mnbt, seqs = v0_batch(profile, max_model_len=length, chunked=chunked,
+                              max_num_batched_tokens=settings.max_num_batched_tokens,
+                              max_num_seqs=settings.max_num_seqs)
+    else:
+        mnbt, seqs = resolve_batch(defaults, max_num_batched_tokens=settings.max_num_batched_tokens,
+                                   max_num_seqs=settings.max_num_seqs, max_model_len=length,
+                                   chunked_prefill=chunked)
     if not chunked and settings.max_num_batched_tokens is not None and settings.max_num_batched_tokens < length:
         raise BadInput(f"--max-num-batched-tokens ({settings.max_num_batched_tokens}) is smaller than "
                        f"max_model_len ({length}) and chunked prefill is off; vLLM refuses that")
-    return Resolved(length, asked == -1, util, mnbt, seqs, default_block_size(arch, settings),
+    if profile.engine != "V0" and arch.is_encoder_decoder and mnbt < arch.encoder_item_tokens:
+        # The encoder input of one request is not chunked (multimodal budget check at startup).
+        raise BadInput(f"max_num_batched_tokens ({mnbt}) is smaller than one encoder input "
+                       f"({arch.encoder_item_tokens} tokens); vLLM refuses that "
+                       "(\"Chunked MM input disabled but max_tokens_per_mm_item ...\")",
+                       f"Use --max-num-batched-tokens {arch.encoder_item_tokens} or more.")
+    if profile.engine != "V0" and settings.device == "cpu" and arch.use_mla and not settings.cpu_amx:
+        # platforms/cpu.py: MLA on the CPU backend turns chunked prefill and prefix caching off and
+        # sets max_num_batched_tokens = max(max_model_len, 2048), over any user value.
+        mnbt = max(length, 2048)
+    return Resolved(length, asked == -1, util, mnbt, seqs, default_block_size(arch, settings, gpu),
                     model_dtype, kv_str, kv_bytes)
 
 
+def _mamba_cache_mode(arch: ModelArch, settings: Settings) -> str:
+    """models/config.py::MambaModelConfig: "align" when prefix caching is on, else "none". Prefix caching
+    defaults on for decoders and hybrids, off for attention-free and encoder-decoder models
+    (ModelConfig.is_prefix_caching_supported); CPU MLA turns it off (platforms/cpu.py)."""
+    prefix = settings.enable_prefix_caching
+    if prefix is None:
+        prefix = not arch.is_attention_free and not arch.is_encoder_decoder
+    if settings.device == "cpu" and arch.use_mla and not settings.cpu_amx:
+        prefix = False
+    return "align" if prefix and arch.mamba_layers else "none"
+
+
 def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: int | None = None) -> RequestContext:
-    """max_in_flight = max_concurrent_batches x mnbt (config/vllm.py): 2 with async scheduling on GPU."""
-    concurrent = settings.pipeline_parallel_size
-    if settings.device == "cuda":
-        concurrent = settings.pipeline_parallel_size + 1 if settings.pipeline_parallel_size > 1 else 2
+    """max_in_flight = max_concurrent_batches x mnbt (config/vllm.py::VllmConfig.max_in_flight_tokens).
+
+    Async scheduling (on by default on GPU, off on the CPU platform and with ngram-style speculative
+    decoding) makes it 2 batches, pp+1 under pipeline parallelism (model runner V2); otherwise pp.
+    EAGLE-family speculative decoding looks ahead during prefill: sliding windows retain
+    num_prefill_lookahead_tokens - 1 more tokens (multi-module MTP: num_speculative_tokens - 1).
+    """
+    pp = settings.pipeline_parallel_size
+    method = settings.speculative_method
+    concurrent = pp
+    if settings.device == "cuda" and (method is None or method in F.ASYNC_SPEC_METHODS):
+        concurrent = pp + 1 if pp > 1 else 2
+    lookahead = 0
+    if method in F.EAGLE_METHODS:
+        n = settings.num_speculative_tokens
+        lookahead = n if method == "mtp" and min(arch.mtp_layers or 1, n) > 1 else 1
     return RequestContext(max_model_len=length or r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
-                          max_in_flight_tokens=concurrent * r.max_num_batched_tokens)
+                          max_in_flight_tokens=concurrent * r.max_num_batched_tokens,
+                          extra_retained_tokens=max(0, lookahead - 1),
+                          num_speculative_blocks=settings.num_speculative_tokens if method else 0,
+                          mamba_cache_mode=_mamba_cache_mode(arch, settings))
 
 
 def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int | None = None) -> KVOptions:
-    hybrid = not any(x.kind == "chunked" for x in arch.layers)   # vLLM disables HMA for chunked-local models
+    """The launch facts that shape vLLM's KV layout (layout.KVOptions)."""
+    method = settings.speculative_method
+    # config/vllm.py: the hybrid KV cache manager stays on unless disabled, or chunked local attention
+    # meets EAGLE (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 1 in 0.32).
+    hybrid = not settings.disable_hybrid_kv_cache_manager
+    if arch.attention_chunk_size and method in F.EAGLE_METHODS:
+        hybrid = False
+    # Mamba state dtypes (MambaStateDtypeCalculator): conv = mamba_cache_dtype (auto: model dtype),
+    # ssm = mamba_ssm_cache_dtype (auto: the model's default, else the conv dtype). The CPU platform
+    # resets the ssm dtype to float32 on AVX512-BF16 hosts unless a GDN model asks for bf16/fp16.
+    model_bytes = DTYPE_BYTES[r.model_dtype]
+    conv = model_bytes if settings.mamba_cache_dtype == "auto" else DTYPE_BYTES[settings.mamba_cache_dtype]
+    ssm_dtype = settings.mamba_ssm_cache_dtype
+    if ssm_dtype == "auto" and arch.mamba_ssm_dtype:
+        ssm_dtype = arch.mamba_ssm_dtype
+    if settings.device == "cpu" and settings.cpu_avx512_bf16 and ssm_dtype != "float32":
+        if not (arch.gdn_layer_types and ssm_dtype in ("float16", "bfloat16")):
+            ssm_dtype = "float32"
+    ssm = conv if ssm_dtype == "auto" else DTYPE_BYTES[ssm_dtype]
     return KVOptions(block_size=block_size or r.block_size, kv_dtype_bytes=r.kv_dtype_bytes,
                      kv_cache_dtype=r.kv_cache_dtype, tensor_parallel_size=settings.tensor_parallel_size,
                      pipeline_parallel_size=settings.pipeline_parallel_size, hybrid_manager=hybrid,
-                     disable_sliding_window=settings.disable_sliding_window)
+                     disable_sliding_window=settings.disable_sliding_window,
+                     kernel_block_base=32 if settings.device == "cpu" else 16,
+                     mamba_cache_mode=_mamba_cache_mode(arch, settings), mamba_conv_bytes=conv,
+                     mamba_ssm_bytes=ssm,
+                     num_speculative_tokens=settings.num_speculative_tokens if method else 0,
+                     max_model_len=r.max_model_len,
+                     mtp_layers=(arch.mtp_layers or 1) if method == "mtp" else 0,
+                     mamba_align_block=settings.block_size or 16)
 
 
 def fullest_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
-    """Under PP every stage sizes its own blocks and the minimum wins: the heaviest stage decides."""
-    layouts = [build_layout(arch, opt, rank) for rank in range(opt.pipeline_parallel_size)]
-    return max(layouts, key=lambda x: x.bytes_per_block)
+    """vLLM's groups for the whole model; each pipeline stage sizes its own blocks and the fewest win
+    (layout.rank_bytes_per_block; bytes_per_block is the fullest stage's)."""
+    return build_layout(arch, opt)
 
 
 # --- memory -------------------------------------------------------------------------------------
@@ -198,12 +297,18 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
     arch = model.arch
     inv = model.inventory or estimate_inventory(arch)
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
-    weights = weights_per_gpu(inv, arch, r.model_dtype, tp, pp)
+    lora = LoraSpec(settings.max_loras, settings.max_lora_rank) if settings.enable_lora else None
+    wb = weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora,
+                           cpu_offload_bytes=int(settings.cpu_offload_gb * GiB))   # vLLM: int(gb * 1024**3)
+    weights = wb.total
     ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
                            act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
                            cudagraph_counted=profile.cudagraph_estimate_subtracted,
-                           layers_on_rank=layout.layers_on_rank)
-    requested = math.ceil(gpu.total_bytes * r.gpu_memory_utilization)
+                           layers_on_rank=layout.layers_on_rank, memory_formula=profile.memory_formula)
+    # V1 0.15+: ceil(total x util) (v1/worker/utils.py::request_memory); before, and in V0, the float
+    # product, whose fraction never changes a block count.
+    requested = (math.ceil(gpu.total_bytes * r.gpu_memory_utilization) if profile.requested_ceil
+                 else int(gpu.total_bytes * r.gpu_memory_utilization))
     if settings.kv_cache_memory_bytes is not None:
         available = settings.kv_cache_memory_bytes
     else:
@@ -213,6 +318,7 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
         activation_bytes=ov.activation_bytes, cudagraph_bytes=ov.cudagraph_bytes,
         non_torch_bytes=ov.non_torch_bytes, kv_available_bytes=available, kv_cache_bytes=0,
         free_at_start_bytes=gpu.free_bytes, weights_estimated=inv.estimated,
+        lora_bytes=wb.lora_bytes, cpu_offload_bytes=wb.offloaded_bytes, weights_detail=wb.detail,
         explicit_kv_budget=settings.kv_cache_memory_bytes is not None), ov
 
 
@@ -252,13 +358,17 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile, *, re
 
     reasons: list[str] = []
     startup_ok = True
-    if settings.device == "cuda" and gpu.free_bytes is not None and settings.kv_cache_memory_bytes is None:
+    # vLLM's Worker.init_device runs request_memory() even with --kv-cache-memory-bytes set.
+    if settings.device == "cuda" and gpu.free_bytes is not None:
         if gpu.free_bytes < mem.requested_bytes:
             startup_ok = False
+            startable = max_startable_utilization(gpu)
             reasons.append(
                 f"vLLM will refuse to start: free memory {gpu.free_bytes / 2**30:.2f} GiB is less than "
                 f"{r.gpu_memory_utilization} x {gpu.total_bytes / 2**30:.2f} GiB = {mem.requested_bytes / 2**30:.2f} GiB "
-                f"(other processes hold {((gpu.used_bytes or 0)) / 2**30:.2f} GiB)")
+                f"(other processes hold {((gpu.used_bytes or 0)) / 2**30:.2f} GiB); "
+                + (f"--gpu-memory-utilization {startable:.2f} or lower would start" if startable > 0 else
+                   "no utilization would start until other processes free memory"))
     if r.auto_fit and layout.groups and cap.max_model_len_fit <= 0:
         reasons.append("auto-fit fails: not enough memory for even one token of KV cache")
     elif mem.kv_available_bytes <= 0 and layout.groups:
@@ -271,6 +381,16 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile, *, re
     rec = recommend_flags(model, gpu, settings, profile, r, layout, mem, cap) if recommend else \
         Recommendation(None, None, None, "")
     return Result(model, gpu, profile, settings, r, layout, mem, cap, fits, tuple(reasons), startup_ok, rec, tuple(notes))
+
+
+def max_startable_utilization(gpu: Gpu) -> float:
+    """The largest 2-decimal utilization vLLM's startup check accepts: ceil(total x u) <= free."""
+    if gpu.free_bytes is None or gpu.total_bytes <= 0:
+        return 1.0
+    u = min(1.0, math.floor(gpu.free_bytes / gpu.total_bytes * 100) / 100)
+    while u > 0 and math.ceil(gpu.total_bytes * u) > gpu.free_bytes:
+        u = round(u - 0.01, 2)
+    return max(0.0, u)
 
 
 def _ceil2(x: float) -> float:
@@ -321,6 +441,14 @@ def recommend_flags(model: Model, gpu: Gpu, settings: Settings, profile: Profile
     else:
         best = estimate_max_model_len(layout, full, check) if check > 0 else 0
     at_util = replace(settings, gpu_memory_utilization=r.gpu_memory_utilization)
+    # vLLM refuses to start when free memory < total x utilization: then no length fits at this utilization.
+    starts = gpu.free_bytes is None or settings.device != "cuda" or gpu.free_bytes >= mem.requested_bytes
+    kv_fixed_start = None        # with --kv-cache-memory-bytes only the startup check needs a lower utilization
+    if not starts and settings.kv_cache_memory_bytes is not None and max_startable_utilization(gpu) > 0:
+        kv_fixed_start = max_startable_utilization(gpu)
+        at_util = replace(settings, gpu_memory_utilization=kv_fixed_start)
+    elif not starts:
+        best = 0
     while best > 0 and not _fits(model, gpu, replace(at_util, max_model_len=best), profile):
         best -= layout.block_size       # batch defaults shrink with the length; re-check each step
 
@@ -328,13 +456,18 @@ def recommend_flags(model: Model, gpu: Gpu, settings: Settings, profile: Profile
     reason = None
     if settings.kv_cache_memory_bytes is not None:
         reason = "--kv-cache-memory-bytes sets the KV budget directly; utilization does not apply"
+        if not starts:
+            reason = ("vLLM checks free memory >= total x gpu_memory_utilization at startup even with "
+                      "--kv-cache-memory-bytes: " + (f"use --gpu-memory-utilization {kv_fixed_start:g} or lower"
+                                                     if kv_fixed_start else "no utilization starts until other "
+                                                     "processes free memory"))
     else:
         need = mem.weights_bytes + mem.activation_bytes + mem.cudagraph_bytes + mem.non_torch_bytes \
             + cap.needed_bytes + (0 if profile.engine == "V0" else layout.bytes_per_block)
         util = _ceil2(need / gpu.total_bytes)
         ceiling = 1.0
         if gpu.free_bytes is not None:
-            ceiling = math.floor(gpu.free_bytes / gpu.total_bytes * 100) / 100
+            ceiling = max_startable_utilization(gpu)
         fixed = replace(settings, max_model_len=r.max_model_len if not r.auto_fit else -1)
         while util <= ceiling and not _fits(model, gpu, replace(fixed, gpu_memory_utilization=util), profile):
             util = round(util + 0.01, 2)
@@ -343,10 +476,12 @@ def recommend_flags(model: Model, gpu: Gpu, settings: Settings, profile: Profile
                       + ("the GPU's free memory allows" if gpu.free_bytes is not None else "the whole GPU")
                       + f" ({ceiling:.2f})")
             util = None
-    if cap.fits and r.gpu_memory_utilization is not None:
+    if cap.fits and starts and r.gpu_memory_utilization is not None:
         flags = serve_command(model.id, settings, r.max_model_len, r.gpu_memory_utilization)
     elif util is not None:
         flags = serve_command(model.id, settings, r.max_model_len, util)
     else:
         flags = serve_command(model.id, settings, best or None, r.gpu_memory_utilization)
+    if kv_fixed_start is not None:
+        flags += f" --gpu-memory-utilization {kv_fixed_start:g}"
     return Recommendation(best or None, util, reason, flags)

@@ -10,7 +10,9 @@ KV_CACHE_DTYPES = {
     "auto": None, "float16": 2, "half": 2, "bfloat16": 2, "float32": 4, "float": 4,
     "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1, "fp8_inc": 1, "int8": 1, "fp8_ds_mla": 1, "nvfp4_ds_mla": 1,
 }
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)   # vLLM config/lora.py::MaxLoRARanks
 DTYPES = {"auto", "half", "float16", "bfloat16", "float", "float32"}
+MAMBA_DTYPES = {"auto", "float32", "float16", "bfloat16"}      # config/cache.py::MambaDType
 _DTYPE_CANON = {"half": "float16", "float": "float32"}
 
 
@@ -31,6 +33,20 @@ class Settings:
     disable_sliding_window: bool = False
     device: str = "cuda"                        # "cuda" | "cpu"
     entrypoint: str = "serve"                   # "serve" | "llm"
+    cpu_offload_gb: float = 0.0                 # --cpu-offload-gb: GiB of weights per GPU moved to CPU
+    enable_lora: bool = False                   # --enable-lora
+    max_loras: int = 1                          # --max-loras (vLLM default 1)
+    max_lora_rank: int = 16                     # --max-lora-rank (vLLM default 16)
+    # KV accounting knobs (issue #3): vLLM's flag names, defaults as in 0.32.
+    speculative_method: str | None = None       # --speculative-config method (ngram, mtp, eagle, draft_model, ...)
+    num_speculative_tokens: int = 0             # --speculative-config num_speculative_tokens
+    speculative_model: str | None = None        # --speculative-config model (draft / EAGLE head)
+    enable_prefix_caching: bool | None = None   # None: vLLM's default for the model
+    mamba_cache_dtype: str = "auto"             # --mamba-cache-dtype (conv state)
+    mamba_ssm_cache_dtype: str = "auto"         # --mamba-ssm-cache-dtype
+    disable_hybrid_kv_cache_manager: bool | None = None   # --disable-hybrid-kv-cache-manager
+    cpu_avx512_bf16: bool = True                # --device cpu: host has AVX512-BF16 (vLLM then keeps ssm state fp32)
+    cpu_amx: bool = False                       # --device cpu: host has AMX tiles (MLA uses the AMX backend)
 
     def validate(self) -> "Settings":
         if self.gpu_memory_utilization is not None:
@@ -60,6 +76,23 @@ class Settings:
             raise BadInput(f"--device must be cuda or cpu, got {self.device!r}")
         if self.entrypoint not in ("serve", "llm"):
             raise BadInput(f"--entrypoint must be serve or llm, got {self.entrypoint!r}")
+        if isinstance(self.cpu_offload_gb, bool) or not isinstance(self.cpu_offload_gb, (int, float)) \
+                or not (self.cpu_offload_gb >= 0) or self.cpu_offload_gb == float("inf"):
+            raise BadInput(f"--cpu-offload-gb must be a number of GiB >= 0, got {self.cpu_offload_gb!r}")
+        if not isinstance(self.max_loras, int) or isinstance(self.max_loras, bool) or self.max_loras < 1:
+            raise BadInput(f"--max-loras must be a whole number >= 1, got {self.max_loras!r}")
+        if self.max_lora_rank not in LORA_RANKS:
+            raise BadInput(f"--max-lora-rank {self.max_lora_rank!r} is not one vLLM accepts",
+                           "vLLM's config/lora.py allows " + ", ".join(map(str, LORA_RANKS)) + ".")
+        for name in ("mamba_cache_dtype", "mamba_ssm_cache_dtype"):
+            if getattr(self, name) not in MAMBA_DTYPES:
+                raise BadInput(f"--{name.replace('_', '-')} {getattr(self, name)!r} is not one of "
+                               + ", ".join(sorted(MAMBA_DTYPES)))
+        if isinstance(self.num_speculative_tokens, bool) or not isinstance(self.num_speculative_tokens, int) \
+                or self.num_speculative_tokens < 0:
+            raise BadInput(f"num_speculative_tokens must be a whole number >= 0, got {self.num_speculative_tokens!r}")
+        if self.speculative_method is not None and self.num_speculative_tokens < 1:
+            raise BadInput("--speculative-config needs num_speculative_tokens >= 1")
         if (self.max_num_seqs is not None and self.max_num_batched_tokens is not None
                 and self.max_num_batched_tokens < self.max_num_seqs):
             raise BadInput(f"--max-num-batched-tokens ({self.max_num_batched_tokens}) is smaller than "

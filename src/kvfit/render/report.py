@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -17,20 +18,31 @@ def _g(n: int) -> str:
 
 
 def memory_bar(res: Result, width: int = 60) -> Text:
-    """Where the GPU's memory goes: weights, activation, CUDA graphs, other, KV, left free."""
+    """Where the GPU's memory goes: weights, activation, CUDA graphs, other, KV, left free (GiB)."""
     m = res.memory
     parts = [("weights", m.weights_bytes, "blue"), ("activation", m.activation_bytes, "magenta"),
              ("CUDA graphs", m.cudagraph_bytes, "yellow"), ("other", m.non_torch_bytes, "white"),
              ("KV cache", m.kv_cache_bytes, "green"), ("free", m.left_free_bytes, "grey50")]
-    total = max(m.total_bytes, sum(p[1] for p in parts))
+    total = max(m.total_bytes, sum(max(0, p[1]) for p in parts), 1)
     bar = Text()
-    for _, n, style in parts:
-        cells = round(width * n / total) if n > 0 else 0
+    done, acc = 0, 0
+    for _, n, style in parts:        # cumulative rounding: the cells always add up to `width`
+        acc += max(0, n)
+        cells = round(width * acc / total) - done
+        done += cells
         bar.append("█" * cells, style=style)
     bar.append("\n")
     for label, n, style in parts:
         bar.append("■ ", style=style)
         bar.append(f"{label} {n / GiB:.2f}  ")
+    bar.append("GiB")
+    extras = []
+    if m.lora_bytes:
+        extras.append(f"weights include {m.lora_bytes / GiB:.2f} GiB of LoRA slots")
+    if m.cpu_offload_bytes:
+        extras.append(f"{m.cpu_offload_bytes / GiB:.2f} GiB of weights offloaded to CPU (--cpu-offload-gb)")
+    if extras:
+        bar.append("\n" + "; ".join(extras), style="dim")
     return bar
 
 
@@ -55,12 +67,13 @@ def render(res: Result, console: Console) -> None:
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("model", f"{res.model.id}  [dim]({res.model.source}: {res.model.detail})[/]")
-    t.add_row("architecture", f"{arch.model_type}, {arch.family}, {arch.num_hidden_layers} layers, "
+    # Names and paths come from the user, config.json or NVML: escaped, never read as rich markup.
+    t.add_row("model", f"{escape(res.model.id)}  [dim]({res.model.source}: {escape(res.model.detail)})[/]")
+    t.add_row("architecture", f"{escape(arch.model_type)}, {arch.family}, {arch.num_hidden_layers} layers, "
               f"{r.model_dtype} weights, KV {r.kv_cache_dtype}")
-    t.add_row("GPU", f"{res.gpu.name}, {_g(res.gpu.total_bytes)} total"
+    t.add_row("GPU", f"{escape(res.gpu.name)}, {_g(res.gpu.total_bytes)} total"
               + (f", {_g(res.gpu.free_bytes)} free" if res.gpu.free_bytes is not None else "")
-              + f"  [dim]({res.gpu.source})[/]")
+              + f"  [dim]({escape(res.gpu.source)})[/]")
     t.add_row("vLLM", f"{res.profile.version} ({res.profile.name} profile)")
     t.add_row("settings", f"max_model_len {r.max_model_len:,}, gpu_memory_utilization {r.gpu_memory_utilization}, "
               f"max_num_batched_tokens {r.max_num_batched_tokens:,}, max_num_seqs {r.max_num_seqs}, "
@@ -78,7 +91,7 @@ def render(res: Result, console: Console) -> None:
     console.print(t)
     console.print(memory_bar(res))
     for note in (*res.notes, *(f"inferred: {x}" for x in arch.inferred)):
-        console.print(f"[dim]note: {note}[/]")
+        console.print(f"[dim]note: {escape(note)}[/]")
 
     rec = res.recommendation
     lines = []
@@ -90,17 +103,17 @@ def render(res: Result, console: Console) -> None:
         lines.append(rec.utilization_reason)
     lines.append("")
     lines.append(rec.serve_flags)
-    console.print(Panel("\n".join(lines), title="recommended launch", expand=False))
+    console.print(Panel(escape("\n".join(lines)), title="recommended launch", expand=False))
 
 
 def render_table(results: list[Result], console: Console, title: str) -> None:
     """The fit on several GPUs (no GPU probed or named)."""
-    t = Table(title=title)
+    t = Table(title=escape(title))
     for col in ("GPU", "total", "fits", "KV tokens", "concurrency", "max_model_len fit", "min utilization"):
         t.add_column(col)
     for res in results:
         rec = res.recommendation
-        t.add_row(res.gpu.name, _g(res.gpu.total_bytes),
+        t.add_row(escape(res.gpu.name), _g(res.gpu.total_bytes),
                   "[green]yes[/]" if res.fits else "[red]no[/]",
                   f"{res.capacity.kv_cache_tokens:,}", f"{res.capacity.max_concurrency:.2f}x",
                   f"{rec.max_model_len:,}" if rec.max_model_len else "-",
