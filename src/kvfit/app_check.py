@@ -107,6 +107,31 @@ def pick_gpus(gpu: str | None, gpu_memory: str | None, device: str, tp: int,
     return common_gpus(), found.reason
 
 
+def cpu_kv_budget(settings: Settings) -> Settings:
+    """The CPU backend's KV budget as vLLM 0.32 sets it (platforms/cpu.py::check_and_update_config):
+    a non-empty VLLM_CPU_KVCACHE_SPACE wins over --kv-cache-memory-bytes and is read with int() as GiB."""
+    import os
+    from dataclasses import replace
+
+    from .errors import BadInput
+
+    space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")
+    if space != "":
+        try:
+            gib = int(space)
+        except ValueError:
+            raise BadInput(f"VLLM_CPU_KVCACHE_SPACE={space!r}: vLLM reads it with int() as whole GiB and would "
+                           "refuse this value", "Set a whole number of GiB, or unset it and use "
+                           "--kv-cache-memory-bytes.") from None
+        if gib <= 0:
+            raise BadInput(f"VLLM_CPU_KVCACHE_SPACE={space!r} must be a positive number of GiB")
+        return replace(settings, kv_cache_memory_bytes=gib * (1 << 30))
+    if settings.kv_cache_memory_bytes is None:
+        raise BadInput("--device cpu needs the KV budget: --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE",
+                       "vLLM's CPU backend otherwise sizes KV from this machine's free RAM at launch.")
+    return settings
+
+
 def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float | None,
         tensor_parallel_size: int, pipeline_parallel_size: int, dtype: str, kv_cache_dtype: str,
         block_size: int | None, max_num_seqs: int | None, max_num_batched_tokens: str | None,
@@ -144,18 +169,8 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
         disable_sliding_window=disable_sliding_window,
         cpu_avx512_bf16=isa in ("avx512_bf16", "amx"), cpu_amx=isa == "amx",
     ).validate()
-    if device == "cpu" and settings.kv_cache_memory_bytes is None:
-        import os
-
-        space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "").strip()
-        if space:
-            settings = Settings(**{**settings.__dict__, "kv_cache_memory_bytes": parse_size(space + "GiB",
-                                                                                          "VLLM_CPU_KVCACHE_SPACE")})
-        else:
-            from .errors import BadInput
-
-            raise BadInput("--device cpu needs the KV budget: --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE",
-                           "vLLM's CPU backend otherwise sizes KV from this machine's free RAM at launch.")
+    if device == "cpu":
+        settings = cpu_kv_budget(settings)
     version = vllm_version or installed_vllm_version() or CURRENT_VERSION
     profile = profile_for(version)
     m = load_model(model, revision, offline)

@@ -5,6 +5,7 @@ No files, network, GPU or printing here. cli.py gathers the inputs; render/ prin
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
 
@@ -345,7 +346,10 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile, *, re
 
     ctx = request_context(r, settings, arch)
     if r.auto_fit and layout.groups:
-        fitted = auto_fit(layout, ctx, mem.kv_available_bytes)
+        budget = mem.kv_available_bytes
+        if settings.num_gpu_blocks_override is not None and layout.bytes_per_block:
+            budget = settings.num_gpu_blocks_override * layout.bytes_per_block   # §4.4: replaces the budget
+        fitted = auto_fit(layout, ctx, budget)
         if 0 < fitted < r.max_model_len:
             notes.append(f"auto-fit: vLLM reduces max_model_len from {r.max_model_len} to {fitted}")
             r = replace(r, max_model_len=fitted)
@@ -359,7 +363,7 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile, *, re
     reasons: list[str] = []
     startup_ok = True
     # vLLM's Worker.init_device runs request_memory() even with --kv-cache-memory-bytes set.
-    if settings.device == "cuda" and gpu.free_bytes is not None:
+    if settings.device == "cuda" and gpu.free_bytes is not None and profile.startup_free_check:
         if gpu.free_bytes < mem.requested_bytes:
             startup_ok = False
             startable = max_startable_utilization(gpu)
@@ -373,6 +377,10 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile, *, re
         reasons.append("auto-fit fails: not enough memory for even one token of KV cache")
     elif mem.kv_available_bytes <= 0 and layout.groups:
         reasons.append("no memory is left for the KV cache after weights and vLLM's reserves")
+    elif not cap.fits and profile.engine == "V0":
+        reasons.append(f"the model's max seq len ({r.max_model_len:,}) is larger than the {cap.kv_cache_tokens:,} tokens "
+                       f"the KV cache can store (V0: block_size x num_gpu_blocks = {layout.block_size} x "
+                       f"{cap.num_blocks:,})")
     elif not cap.fits:
         reasons.append(f"one request of {r.max_model_len:,} tokens needs {cap.needed_bytes / 2**30:.2f} GiB of KV cache; "
                        f"{max(cap.check_bytes, 0) / 2**30:.2f} GiB is available")
@@ -417,11 +425,27 @@ def serve_command(model_id: str, settings: Settings, length: int | None, util: f
             ("--pipeline-parallel-size", settings.pipeline_parallel_size, 1),
             ("--dtype", settings.dtype, "auto"), ("--kv-cache-dtype", settings.kv_cache_dtype, "auto"),
             ("--block-size", settings.block_size, None), ("--max-num-seqs", settings.max_num_seqs, None),
-            ("--max-num-batched-tokens", settings.max_num_batched_tokens, None)):
-        if value != default:
+            ("--max-num-batched-tokens", settings.max_num_batched_tokens, None),
+            ("--num-gpu-blocks-override", settings.num_gpu_blocks_override, None),
+            ("--cpu-offload-gb", settings.cpu_offload_gb and f"{settings.cpu_offload_gb:g}", 0.0),
+            ("--max-loras", settings.enable_lora and settings.max_loras, False),
+            ("--max-lora-rank", settings.enable_lora and settings.max_lora_rank, False),
+            ("--mamba-cache-dtype", settings.mamba_cache_dtype, "auto"),
+            ("--mamba-ssm-cache-dtype", settings.mamba_ssm_cache_dtype, "auto")):
+        if value != default and value is not None:
             parts.append(f"{flag} {value}")
-    if settings.enforce_eager:
-        parts.append("--enforce-eager")
+    if settings.speculative_method:
+        spec = {"method": settings.speculative_method, "num_speculative_tokens": settings.num_speculative_tokens}
+        if settings.speculative_model:
+            spec["model"] = settings.speculative_model
+        parts.append("--speculative-config '" + json.dumps(spec, separators=(",", ":")) + "'")
+    for flag, on in (("--enable-lora", settings.enable_lora), ("--enforce-eager", settings.enforce_eager),
+                     ("--disable-sliding-window", settings.disable_sliding_window),
+                     ("--disable-hybrid-kv-cache-manager", settings.disable_hybrid_kv_cache_manager),
+                     ("--enable-prefix-caching", settings.enable_prefix_caching is True),
+                     ("--no-enable-prefix-caching", settings.enable_prefix_caching is False)):
+        if on:
+            parts.append(flag)
     return " ".join(parts)
 
 
@@ -442,7 +466,8 @@ def recommend_flags(model: Model, gpu: Gpu, settings: Settings, profile: Profile
         best = estimate_max_model_len(layout, full, check) if check > 0 else 0
     at_util = replace(settings, gpu_memory_utilization=r.gpu_memory_utilization)
     # vLLM refuses to start when free memory < total x utilization: then no length fits at this utilization.
-    starts = gpu.free_bytes is None or settings.device != "cuda" or gpu.free_bytes >= mem.requested_bytes
+    starts = (gpu.free_bytes is None or settings.device != "cuda" or not profile.startup_free_check
+              or gpu.free_bytes >= mem.requested_bytes)
     kv_fixed_start = None        # with --kv-cache-memory-bytes only the startup check needs a lower utilization
     if not starts and settings.kv_cache_memory_bytes is not None and max_startable_utilization(gpu) > 0:
         kv_fixed_start = max_startable_utilization(gpu)

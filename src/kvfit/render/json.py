@@ -44,6 +44,9 @@ def result_dict(res: Result) -> dict:
             "bytes_per_token": lay.kv_bytes_per_token, "block_size": lay.block_size,
             "bytes_per_block": lay.bytes_per_block, "groups": len(lay.groups),
             "padding_layers": lay.padding_layers, "layers_per_gpu": lay.layers_on_rank,
+            "attention_block_size": lay.attention_block_size or lay.block_size,
+            "mamba_page_padding_percent": round(lay.mamba_page_padding, 2),
+            "bytes_per_block_per_stage": list(lay.rank_bytes_per_block),
         },
         "memory": {
             "total_bytes": mem.total_bytes, "requested_bytes": mem.requested_bytes,
@@ -51,6 +54,8 @@ def result_dict(res: Result) -> dict:
             "activation_bytes": mem.activation_bytes, "cudagraph_bytes": mem.cudagraph_bytes,
             "non_torch_bytes": mem.non_torch_bytes, "kv_available_bytes": mem.kv_available_bytes,
             "kv_cache_bytes": mem.kv_cache_bytes, "free_at_start_bytes": mem.free_at_start_bytes,
+            "lora_bytes": mem.lora_bytes, "cpu_offload_bytes": mem.cpu_offload_bytes,
+            "weights_detail": mem.weights_detail,
         },
         "capacity": {
             "num_blocks": cap.num_blocks, "blocks_per_request": cap.blocks_per_request,

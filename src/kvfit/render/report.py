@@ -80,7 +80,9 @@ def render(res: Result, console: Console) -> None:
               f"TP {res.settings.tensor_parallel_size}" + (", eager" if res.settings.enforce_eager else ""))
     t.add_row("KV per token", f"{lay.kv_bytes_per_token:,} B per GPU ({lay.layers_on_rank} layers), "
               f"block {lay.block_size}, {lay.bytes_per_block:,} B per block"
-              + (f", {len(lay.groups)} groups, {lay.padding_layers} padding layers" if not lay.uniform else ""))
+              + (f", {len(lay.groups)} groups, {lay.padding_layers} padding layers" if not lay.uniform else "")
+              + (f"; attention block raised to {lay.attention_block_size} and mamba page padded "
+                 f"{lay.mamba_page_padding:.2f}% (vLLM's hybrid alignment)" if lay.mamba_page_padding else ""))
     weights_note = " (estimated from the architecture)" if m.weights_estimated else ""
     t.add_row("memory", f"requested {_g(m.requested_bytes)} = weights {_g(m.weights_bytes)}{weights_note} + "
               f"activation {_g(m.activation_bytes)} + CUDA graphs {_g(m.cudagraph_bytes)} + "
@@ -96,7 +98,8 @@ def render(res: Result, console: Console) -> None:
     rec = res.recommendation
     lines = []
     if rec.max_model_len is not None:
-        lines.append(f"largest max_model_len at utilization {r.gpu_memory_utilization}: {rec.max_model_len:,}")
+        at = r.gpu_memory_utilization if res.startup_ok else "a utilization that starts"
+        lines.append(f"largest max_model_len at {'utilization ' if res.startup_ok else ''}{at}: {rec.max_model_len:,}")
     if rec.gpu_memory_utilization is not None:
         lines.append(f"smallest gpu_memory_utilization for {r.max_model_len:,} tokens: {rec.gpu_memory_utilization:g}")
     elif rec.utilization_reason:
