@@ -132,24 +132,26 @@ def cpu_kv_budget(settings: Settings) -> Settings:
     return settings
 
 
-def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float | None,
-        tensor_parallel_size: int, pipeline_parallel_size: int, dtype: str, kv_cache_dtype: str,
-        block_size: int | None, max_num_seqs: int | None, max_num_batched_tokens: str | None,
-        enforce_eager: bool, kv_cache_memory_bytes: str | None, gpu: str | None, gpu_memory: str | None,
-        vllm_version: str | None, entrypoint: str, device: str, revision: str | None, offline: bool,
-        as_json: bool, out: Console, err: Console, enable_lora: bool = False, max_loras: int = 1,
-        max_lora_rank: int = 16, cpu_offload_gb: float = 0.0, speculative_config: str | None = None,
-        enable_prefix_caching: bool = False, no_enable_prefix_caching: bool = False,
-        mamba_cache_dtype: str = "auto", mamba_ssm_cache_dtype: str = "auto",
-        disable_hybrid_kv_cache_manager: bool = False, disable_sliding_window: bool = False,
-        cpu_isa: str | None = None) -> int:
+def make_settings(*, max_model_len: str | None = None, gpu_memory_utilization: float | None = None,
+                  tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, dtype: str = "auto",
+                  kv_cache_dtype: str = "auto", block_size: int | None = None, max_num_seqs: int | None = None,
+                  max_num_batched_tokens: str | None = None, enforce_eager: bool = False,
+                  kv_cache_memory_bytes: str | None = None, device: str = "cuda", entrypoint: str = "serve",
+                  enable_lora: bool = False, max_loras: int = 1, max_lora_rank: int = 16,
+                  cpu_offload_gb: float = 0.0, speculative_config: str | None = None,
+                  enable_prefix_caching: bool = False, no_enable_prefix_caching: bool = False,
+                  mamba_cache_dtype: str = "auto", mamba_ssm_cache_dtype: str = "auto",
+                  disable_hybrid_kv_cache_manager: bool = False, disable_sliding_window: bool = False,
+                  cpu_isa: str | None = None) -> Settings:
+    """The launch from check's flags, parsed as vLLM parses them and validated (one place for check and smoke).
+    The CPU backend's budget is settled separately (cpu_kv_budget): check and smoke treat its env differently."""
     spec = parse_speculative_config(speculative_config)
     isa = (cpu_isa or detect_cpu_isa()) if device == "cpu" else "avx512_bf16"
     if isa not in CPU_ISAS:
         from .errors import BadInput
 
         raise BadInput(f"--cpu-isa {isa!r} is not one of {', '.join(CPU_ISAS)}")
-    settings = Settings(
+    return Settings(
         max_model_len=parse_max_model_len(max_model_len),
         gpu_memory_utilization=gpu_memory_utilization,
         tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
@@ -169,6 +171,30 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
         disable_sliding_window=disable_sliding_window,
         cpu_avx512_bf16=isa in ("avx512_bf16", "amx"), cpu_amx=isa == "amx",
     ).validate()
+
+
+def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float | None,
+        tensor_parallel_size: int, pipeline_parallel_size: int, dtype: str, kv_cache_dtype: str,
+        block_size: int | None, max_num_seqs: int | None, max_num_batched_tokens: str | None,
+        enforce_eager: bool, kv_cache_memory_bytes: str | None, gpu: str | None, gpu_memory: str | None,
+        vllm_version: str | None, entrypoint: str, device: str, revision: str | None, offline: bool,
+        as_json: bool, out: Console, err: Console, enable_lora: bool = False, max_loras: int = 1,
+        max_lora_rank: int = 16, cpu_offload_gb: float = 0.0, speculative_config: str | None = None,
+        enable_prefix_caching: bool = False, no_enable_prefix_caching: bool = False,
+        mamba_cache_dtype: str = "auto", mamba_ssm_cache_dtype: str = "auto",
+        disable_hybrid_kv_cache_manager: bool = False, disable_sliding_window: bool = False,
+        cpu_isa: str | None = None) -> int:
+    settings = make_settings(
+        max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size, dtype=dtype,
+        kv_cache_dtype=kv_cache_dtype, block_size=block_size, max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens, enforce_eager=enforce_eager,
+        kv_cache_memory_bytes=kv_cache_memory_bytes, device=device, entrypoint=entrypoint,
+        enable_lora=enable_lora, max_loras=max_loras, max_lora_rank=max_lora_rank, cpu_offload_gb=cpu_offload_gb,
+        speculative_config=speculative_config, enable_prefix_caching=enable_prefix_caching,
+        no_enable_prefix_caching=no_enable_prefix_caching, mamba_cache_dtype=mamba_cache_dtype,
+        mamba_ssm_cache_dtype=mamba_ssm_cache_dtype, disable_hybrid_kv_cache_manager=disable_hybrid_kv_cache_manager,
+        disable_sliding_window=disable_sliding_window, cpu_isa=cpu_isa)
     if device == "cpu":
         settings = cpu_kv_budget(settings)
     version = vllm_version or installed_vllm_version() or CURRENT_VERSION

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import plan
+from .app_check import cpu_kv_budget, make_settings
 from .arch.normalize import normalize
 from .engine import smoke as S
 from .engine.logs import LogFacts, parse_log
@@ -32,7 +33,7 @@ from .gpu.catalog import Gpu
 from .memory.profiles import CURRENT_VERSION, installed_vllm_version, profile_for
 from .settings import Settings
 from .sources import resolve
-from .units import GiB, parse_human_int, parse_max_model_len, parse_size
+from .units import GiB
 
 INSTALL_HINT = ('Install it next to kvfit: pip install "kvfit[smoke]" (CUDA build), or '
                 'pip install "kvfit[smoke-cpu]" for vLLM\'s CPU backend.')
@@ -61,18 +62,12 @@ def build_settings(*, max_model_len, gpu_memory_utilization, tensor_parallel_siz
     """
     env_changes: dict[str, str | None] = {}
     notes: list[str] = []
-    settings = Settings(
-        max_model_len=parse_max_model_len(max_model_len),
-        gpu_memory_utilization=gpu_memory_utilization,
-        tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
-        dtype=dtype, kv_cache_dtype=kv_cache_dtype, block_size=block_size, max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=parse_human_int(max_num_batched_tokens, "--max-num-batched-tokens")
-        if max_num_batched_tokens is not None else None,
-        enforce_eager=enforce_eager,
-        kv_cache_memory_bytes=parse_size(kv_cache_memory_bytes, "--kv-cache-memory-bytes")
-        if kv_cache_memory_bytes is not None else None,
-        device=device, entrypoint=entrypoint,
-    ).validate()
+    settings = make_settings(
+        max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+        tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size, dtype=dtype,
+        kv_cache_dtype=kv_cache_dtype, block_size=block_size, max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens, enforce_eager=enforce_eager,
+        kv_cache_memory_bytes=kv_cache_memory_bytes, device=device, entrypoint=entrypoint)
     space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")
     if device == "cpu":
         if settings.kv_cache_memory_bytes is not None:
@@ -80,19 +75,8 @@ def build_settings(*, max_model_len, gpu_memory_utilization, tensor_parallel_siz
                 env_changes["VLLM_CPU_KVCACHE_SPACE"] = None
                 notes.append(f"VLLM_CPU_KVCACHE_SPACE={space} is unset for the engine: vLLM would let it override "
                              "--kv-cache-memory-bytes.")
-        elif space.strip():
-            try:
-                gib = int(space)
-            except ValueError:
-                raise BadInput(f"VLLM_CPU_KVCACHE_SPACE={space!r}: vLLM reads it with int(), a whole number of GiB",
-                               "Use e.g. VLLM_CPU_KVCACHE_SPACE=4, or --kv-cache-memory-bytes for byte precision.") \
-                    from None
-            if gib < 1:
-                raise BadInput(f"VLLM_CPU_KVCACHE_SPACE={space!r} must be at least 1 (GiB)")
-            settings = replace(settings, kv_cache_memory_bytes=gib * GiB)
         else:
-            raise BadInput("--device cpu needs the KV budget: --kv-cache-memory-bytes or VLLM_CPU_KVCACHE_SPACE",
-                           "vLLM's CPU backend otherwise sizes KV from this machine's free RAM at launch.")
+            settings = cpu_kv_budget(settings)
     return settings, env_changes, notes
 
 

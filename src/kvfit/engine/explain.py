@@ -67,6 +67,16 @@ class Explanation:
 # helpers
 
 
+
+_FP8_FIX = Fix("Or store the KV cache in FP8 (half the bytes per token of a 16-bit cache), if your GPU and vLLM "
+               "version support it: --kv-cache-dtype fp8.", {"--kv-cache-dtype": "fp8"}, exact=False)
+
+
+def _more_gpus(facts: LogFacts, text: str) -> Fix:
+    """Double the tensor parallel size; `text` says why, with {n} for the new size."""
+    n = (facts.tensor_parallel_size or 1) * 2
+    return Fix(text.format(n=n), {"--tensor-parallel-size": str(n)}, exact=False)
+
 def _n(x: float | int | None) -> str:
     """Thousands-separated integer."""
     return f"{int(x):,}" if x is not None else "?"
@@ -194,14 +204,7 @@ def _v0_max_seq_len(facts: LogFacts, e: LogError) -> Diagnosis:
                 exact=False,
             )
         )
-    tp = facts.tensor_parallel_size or 1
-    fixes.append(
-        Fix(
-            f"Or split the model over more GPUs (weights and KV heads per GPU shrink): --tensor-parallel-size {tp * 2}.",
-            {"--tensor-parallel-size": str(tp * 2)},
-            exact=False,
-        )
-    )
+    fixes.append(_more_gpus(facts, "Or split the model over more GPUs (weights and KV heads per GPU shrink): --tensor-parallel-size {n}."))
     return Diagnosis(
         "v0_max_seq_len",
         f"max_model_len {_n(x)} does not fit: the KV cache holds only {_n(y)} tokens",
@@ -290,14 +293,7 @@ def _v1_max_seq_len(facts: LogFacts, e: LogError) -> Diagnosis:
                     exact=False,
                 )
             )
-        tp = facts.tensor_parallel_size or 1
-        fixes.append(
-            Fix(
-                f"Or spread the model over more GPUs: --tensor-parallel-size {tp * 2}.",
-                {"--tensor-parallel-size": str(tp * 2)},
-                exact=False,
-            )
-        )
+        fixes.append(_more_gpus(facts, "Or spread the model over more GPUs: --tensor-parallel-size {n}."))
     title = f"max_model_len {_n(x)} does not fit: needs {need:.2f} GiB of KV cache, {have:.2f} GiB available"
     return Diagnosis("v1_max_seq_len", title, " ".join(parts), fixes)
 
@@ -348,14 +344,7 @@ def _no_cache_memory(facts: LogFacts, e: LogError) -> Diagnosis:
             exact=False,
         )
     )
-    tp = facts.tensor_parallel_size or 1
-    fixes.append(
-        Fix(
-            f"Or split the weights over more GPUs: --tensor-parallel-size {tp * 2}, or use a quantized checkpoint.",
-            {"--tensor-parallel-size": str(tp * 2)},
-            exact=False,
-        )
-    )
+    fixes.append(_more_gpus(facts, "Or split the weights over more GPUs: --tensor-parallel-size {n}, or use a quantized checkpoint."))
     return Diagnosis("no_cache_memory", "No memory left for the KV cache", " ".join(parts), fixes)
 
 
@@ -469,7 +458,6 @@ def _cuda_oom(facts: LogFacts, e: LogError) -> Diagnosis:
     }
     parts = [what + " " + phase_words.get(phase, "(the log does not show which startup phase)") + "."]
     fixes: list[Fix] = []
-    tp = facts.tensor_parallel_size or 1
     util, total = facts.gpu_memory_utilization, facts.total_gpu_memory_gib
     if phase == "profiling":
         flags = _smaller_batch_flags(facts)
@@ -490,13 +478,7 @@ def _cuda_oom(facts: LogFacts, e: LogError) -> Diagnosis:
                     exact=False,
                 )
             )
-        fixes.append(
-            Fix(
-                f"Or spread the model over more GPUs: --tensor-parallel-size {tp * 2}.",
-                {"--tensor-parallel-size": str(tp * 2)},
-                exact=False,
-            )
-        )
+        fixes.append(_more_gpus(facts, "Or spread the model over more GPUs: --tensor-parallel-size {n}."))
     elif phase == "graph_capture":
         fixes.append(
             Fix("Skip CUDA graphs (slower decoding, no graph memory): --enforce-eager.", {"--enforce-eager": ""}, False)
@@ -532,21 +514,9 @@ def _cuda_oom(facts: LogFacts, e: LogError) -> Diagnosis:
                 exact=False,
             )
         )
-        fixes.append(
-            Fix(
-                f"Or spread the model over more GPUs: --tensor-parallel-size {tp * 2}.",
-                {"--tensor-parallel-size": str(tp * 2)},
-                exact=False,
-            )
-        )
+        fixes.append(_more_gpus(facts, "Or spread the model over more GPUs: --tensor-parallel-size {n}."))
     elif phase == "loading":
-        fixes.append(
-            Fix(
-                f"Split the weights over more GPUs: --tensor-parallel-size {tp * 2}.",
-                {"--tensor-parallel-size": str(tp * 2)},
-                exact=False,
-            )
-        )
+        fixes.append(_more_gpus(facts, "Split the weights over more GPUs: --tensor-parallel-size {n}."))
         fixes.append(
             Fix(
                 "Or use a quantized checkpoint (AWQ/GPTQ/FP8), or offload part of the weights: --cpu-offload-gb.",
@@ -581,13 +551,7 @@ def _cannot_autofit(facts: LogFacts, e: LogError) -> Diagnosis:
         fixes.append(Fix(f"Raise the memory budget: --gpu-memory-utilization {v}.", {"--gpu-memory-utilization": v}))
     else:
         fixes.append(Fix("Raise --gpu-memory-utilization.", {}, False))
-    tp = facts.tensor_parallel_size or 1
-    fixes.append(
-        Fix(
-            f"Or split the model over more GPUs: --tensor-parallel-size {tp * 2}.",
-            {"--tensor-parallel-size": str(tp * 2)},
-        )
-    )
+    fixes.append(_more_gpus(facts, "Or split the model over more GPUs: --tensor-parallel-size {n}."))
     return Diagnosis("cannot_autofit", "Auto-fit found no context length that fits", " ".join(parts), fixes)
 
 
