@@ -16,7 +16,7 @@ from .gpu.catalog import Gpu
 from .kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from .kv.layout import KVLayout, KVOptions, build_layout
 from .kv.specs import RequestContext
-from .memory.overhead import Overhead, estimate_overhead, is_multimodal
+from .memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
 from .memory.profiles import Profile, batch_defaults, resolve_batch, v0_batch, v0_chunked_prefill
 from .memory.weights import DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, weights_breakdown
 from .units import GiB
@@ -490,15 +490,15 @@ def recommend_flags(model: Model, gpu: Gpu, settings: Settings, profile: Profile
         need = mem.weights_bytes + mem.activation_bytes + mem.cudagraph_bytes + mem.non_torch_bytes \
             + cap.needed_bytes + (0 if profile.engine == "V0" else layout.bytes_per_block)
         util = _ceil2(need / gpu.total_bytes)
-        ceiling = 1.0
-        if gpu.free_bytes is not None:
-            ceiling = max_startable_utilization(gpu)
+        # A named GPU is assumed idle but for the CUDA context vLLM's process creates before its check.
+        ceiling = max_startable_utilization(gpu if gpu.free_bytes is not None or settings.device != "cuda" else
+                                            replace(gpu, free_bytes=gpu.total_bytes - CUDA_CONTEXT_BYTES))
         fixed = replace(settings, max_model_len=r.max_model_len if not r.auto_fit else -1)
         while util <= ceiling and not _fits(model, gpu, replace(fixed, gpu_memory_utilization=util), profile):
             util = round(util + 0.01, 2)
         if util > ceiling:
             reason = (f"serving {r.max_model_len:,} tokens needs gpu_memory_utilization {util:.2f}, more than "
-                      + ("the GPU's free memory allows" if gpu.free_bytes is not None else "the whole GPU")
+                      + ("the GPU's free memory allows" if gpu.free_bytes is not None else "an idle GPU allows beside the CUDA context")
                       + f" ({ceiling:.2f})")
             util = None
     if cap.fits and starts and r.gpu_memory_utilization is not None:

@@ -54,6 +54,9 @@ V1_SAMPLER_BYTES_PER_LOGIT = 32
 CUDAGRAPH_BYTES_PER_GRAPH_LAYER = 0.23 * GiB / (51 * 32)
 # vLLM's floor: per_graph >= 1 MiB for each extra graph, for the two modes of FULL_AND_PIECEWISE.
 CUDAGRAPH_FLOOR_PER_GRAPH = 1 * MiB
+# Memory taken before vLLM's snapshot on an otherwise idle GPU (CUDA context, NCCL): it is not charged
+# to the budget but must fit in (1 - util) x total. gt-046 / spec §8.3: 78.84 of 79.25 GiB free at start.
+CUDA_CONTEXT_BYTES = int((79.25 - 78.84) * GiB)
 
 # --- V0 (<= 0.8.x) -------------------------------------------------------------------------------
 # Sampler peak per logit: activation / (R x vocab) over the V0 logs whose sampler dominates the forward
