@@ -20,6 +20,7 @@ from .errors import BadInput, GpuError, ModelNotFound
 from .gpu.catalog import Gpu, catalog, common_gpus, from_entry, lookup
 from .memory.profiles import CURRENT_VERSION, Profile, installed_vllm_version, profile_for
 from .settings import Settings
+from .sources import read_text_file
 from .units import GiB, parse_human_int, parse_size
 
 
@@ -66,12 +67,7 @@ def read_launch_file(path: str) -> tuple[L.Launch, Path | None]:
     if path == "-":
         return L.parse(sys.stdin.read()), None
     p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise BadInput(f"--launch {path}: cannot read it ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise BadInput(f"--launch {path}: not UTF-8 text") from None
+    text = read_text_file(p, f"--launch {path}", BadInput)
     return L.parse(text, filename=p.name), p.parent
 
 

@@ -570,6 +570,20 @@ def pinned_form(model, gpu: Gpu, c: Check, profile: Profile, goals: Goals) -> Ch
     return pinned if pinned is not None and pinned.meets else None
 
 
+
+def _first_meeting(values, option_for):
+    """Try the values in order: (option, value) of the first option that meets the goals, else of the last
+    one that could be computed (option_for returns None for a value to skip); None if none could."""
+    last = None
+    for v in values:
+        o = option_for(v)
+        if o is None:
+            continue
+        last = (o, v)
+        if o.meets:
+            break
+    return last
+
 def _alternatives(model, gpu, settings, base, profile, goals, variant, top, hard, gpu_count, catalog,
                   as_given: Check) -> list[Option]:
     out: list[Option] = []
@@ -609,18 +623,10 @@ def _alternatives(model, gpu, settings, base, profile, goals, variant, top, hard
     if settings.max_num_seqs is None or settings.max_num_seqs > want:
         current = r0.max_num_seqs
         cands = sorted({s for s in (128, 64, 32, 16, 8, 4, 2, 1, want) if want <= s < current}, reverse=True)
-        last = None
-        for n in cands:
-            s = replace(util_base, max_num_seqs=n)
-            if s.max_num_batched_tokens is not None and s.max_num_batched_tokens < n:
-                continue
-            o = evaluate_option(f"--max-num-seqs {n}", 0, s, cost="fewer requests at once",
-                                record=False)
-            if o is None:
-                continue
-            last = (o, n)
-            if o.meets:
-                break
+        last = _first_meeting(cands, lambda n: None if (util_base.max_num_batched_tokens is not None
+                                                         and util_base.max_num_batched_tokens < n) else
+                              evaluate_option(f"--max-num-seqs {n}", 0, replace(util_base, max_num_seqs=n),
+                                              cost="fewer requests at once", record=False))
         if last:
             out.append(last[0])
             seq_choice = last[1]
@@ -630,15 +636,9 @@ def _alternatives(model, gpu, settings, base, profile, goals, variant, top, hard
     current = r0.max_num_batched_tokens
     seqs = r0.max_num_seqs
     cands = [t for t in (8192, 4096, 2048, 1024, 512) if t < current and t >= seqs]
-    last = None
-    for t in cands:
-        o = evaluate_option(f"--max-num-batched-tokens {t}", 0, replace(util_base, max_num_batched_tokens=t),
-                            cost="slower long prefills", record=False)
-        if o is None:
-            continue
-        last = (o, t)
-        if o.meets:
-            break
+    last = _first_meeting(cands, lambda t: evaluate_option(
+        f"--max-num-batched-tokens {t}", 0, replace(util_base, max_num_batched_tokens=t),
+        cost="slower long prefills", record=False))
     if last:
         out.append(last[0])
         mnbt_choice = last[1]

@@ -33,6 +33,7 @@ from typing import Any
 from . import goals as G
 from . import launch as L
 from .errors import BadInput, ConfigError, GpuError, HubError, KvfitError, ModelNotFound
+from .sources import read_text_file
 
 # field -> (accepted types, what it is)
 SETTINGS_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -88,12 +89,7 @@ def _check_type(where: str, field: str, value: Any) -> None:
 def load(path: str) -> tuple[list[dict], str, Path]:
     """Validated entries (defaults merged, each with 'line'), the manifest text and its directory."""
     p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ManifestError(f"--manifest {path}: cannot read it ({e.strerror or e})") from None
-    except UnicodeDecodeError:
-        raise ManifestError(f"--manifest {path}: not UTF-8 text") from None
+    text = read_text_file(p, f"--manifest {path}", ManifestError)
     tomllib = _toml()
     try:
         data = tomllib.loads(text)

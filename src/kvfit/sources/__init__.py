@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, HubError, ModelNotFound
+from ..errors import ConfigError, HubError, KvfitError, ModelNotFound
 from ..memory.weights import Inventory
 
 
@@ -48,14 +48,18 @@ def parse_config_text(text: str, where: str) -> dict:
     return data
 
 
-def read_json_file(path: Path) -> dict:
+def read_text_file(path: Path, what: str, error: type[KvfitError] = ConfigError) -> str:
+    """A UTF-8 text file the user pointed at, or `error` saying what is wrong with it."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path} is not UTF-8 text") from e
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{what}: not UTF-8 text") from None
     except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
-    return parse_config_text(text, str(path))
+        raise error(f"{what}: cannot read it ({e.strerror or e})") from None
+
+
+def read_json_file(path: Path) -> dict:
+    return parse_config_text(read_text_file(path, str(path)), str(path))
 
 
 def _with_bundled_params(src: ModelSource, bundled: ModelSource | None) -> ModelSource:
