@@ -83,7 +83,7 @@ def test_check_imports_no_heavy_modules(tmp_path, env, source, as_json):
         assert json.loads(p.stdout)["model"]["source"] == source
     else:
         assert f"({source}:" in p.stdout
-    assert "kvfit.app_check" in mods, "the import log was not read"
+    assert "kvfit.app.check" in mods, "the import log was not read"
     loaded = top_level(mods)
     assert not loaded & set(NEVER), sorted(loaded & set(NEVER))
     assert not loaded & set(NOT_OFFLINE), sorted(loaded & set(NOT_OFFLINE))
@@ -115,7 +115,7 @@ def test_other_commands_import_nothing_heavy(tmp_path, env):
 def typer_check_params() -> dict:
     import typer.main
 
-    from kvfit import cli
+    from kvfit.cli import app as cli
 
     cmd = typer.main.get_command(cli.app).commands["check"]
     return {p.name: p for p in cmd.params}
@@ -124,7 +124,7 @@ def typer_check_params() -> dict:
 def test_fast_parser_options_match_the_typer_command():
     """Every option kvfit.entry parses exists in cli.check with the same names, kind and default, so a
     command line the fast parser reads means what typer would read."""
-    from kvfit.entry import CHECK_OPTIONS
+    from kvfit.cli.fast import CHECK_OPTIONS
 
     params = typer_check_params()
     for dest, (names, kind, default) in CHECK_OPTIONS.items():
@@ -139,8 +139,8 @@ def test_fast_parser_options_match_the_typer_command():
 
 
 def test_fast_parser_leaves_the_rest_to_typer():
-    from kvfit import cli
-    from kvfit.entry import CHECK_OPTIONS, parse_check
+    from kvfit.cli import app as cli
+    from kvfit.cli.fast import CHECK_OPTIONS, parse_check
 
     params = typer_check_params()
     for name, p in params.items():

@@ -1,10 +1,12 @@
-"""One error family for everything the user can fix. Caught only in cli.py.
+"""One error family for everything the user can fix, and redact() for every message kvfit shows.
 
 Each error carries the message the user sees and the exit code: 2 for bad input or a broken
 environment (the documented contract), never a traceback.
 """
 
 from __future__ import annotations
+
+import os
 
 
 class KvfitError(Exception):
@@ -39,3 +41,12 @@ class HubError(KvfitError):
 
 class GpuError(KvfitError):
     """NVML or the GPU catalog could not answer."""
+
+
+def redact(text: str) -> str:
+    """Remove Hugging Face tokens from text shown to the user (they go only to the Hub)."""
+    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        token = os.environ.get(var, "").strip()
+        if len(token) >= 4:
+            text = text.replace(token, "***")
+    return text

@@ -66,7 +66,7 @@ def cli(hermetic_env, monkeypatch):
     """Run `kvfit ARGS` in this process (fast; monkeypatching works). NVML reports no GPU."""
     from typer.testing import CliRunner
 
-    from kvfit import cli as cli_mod
+    from kvfit.cli import app as cli_mod
     from kvfit.gpu import nvml
 
     monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((), "test: no GPU"))

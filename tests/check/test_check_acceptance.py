@@ -105,7 +105,7 @@ def test_acceptance_human_output_at_0_6(kvfit):
 def test_check_path_imports_no_torch_transformers_vllm(tmp_path):
     code = (
         "import sys\n"
-        "from kvfit.cli import main\n"
+        "from kvfit.cli.app import main\n"
         f"sys.argv = ['kvfit', 'check', '{ORPHEUS}', '--gpu', 'RTX 3090', '--json']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'vllm'))\n"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kvfit import plan
+from kvfit.plan import evaluate as plan
 from kvfit.arch.normalize import normalize
-from kvfit.gpu.catalog import Gpu
+from kvfit.gpu.model import Gpu
 from kvfit.memory.profiles import profile_for
 from kvfit.settings import Settings
 

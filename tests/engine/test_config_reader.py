@@ -25,11 +25,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from kvfit import plan
+from kvfit.plan import evaluate as plan
 from kvfit.arch.model import AttentionLayer, MambaLayer
 from kvfit.arch.normalize import normalize
 from kvfit.errors import BadInput, ConfigError
-from kvfit.gpu.catalog import Gpu
+from kvfit.gpu.model import Gpu
 from kvfit.kv.layout import kv_heads_per_rank
 from kvfit.kv.specs import mamba_state_shapes
 

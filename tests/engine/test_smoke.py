@@ -243,7 +243,7 @@ def test_vllm_missing_says_how_to_install_it(llama_a):
     """kvfit's Python cannot import vllm (blocked in sys.modules): exit 2 and the install command."""
     code = ("import sys; sys.modules['vllm'] = None; "
             f"sys.argv = ['kvfit', 'smoke', {str(llama_a)!r}, '--device', 'cpu', '--kv-cache-memory-bytes', '1GiB']; "
-            "from kvfit.entry import main; main()")
+            "from kvfit.cli.fast import main; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
     err = " ".join(p.stderr.split())
@@ -254,7 +254,7 @@ def test_vllm_missing_says_how_to_install_it(llama_a):
 def test_check_smoke_vllm_missing_too(llama_a):
     code = ("import sys; sys.modules['vllm'] = None; "
             f"sys.argv = ['kvfit', 'check', {str(llama_a)!r}, '--device', 'cpu', '--kv-cache-memory-bytes', '1GiB', "
-            "'--smoke']; from kvfit.entry import main; main()")
+            "'--smoke']; from kvfit.cli.fast import main; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
     assert 'pip install "kvfit[smoke]"' in " ".join(p.stderr.split())
@@ -268,7 +268,7 @@ def test_engine_python_without_vllm_is_reported_not_crashed(llama_a, tmp_path):
     (fake / "vllm" / "__init__.py").write_text("raise ImportError('simulated: vllm is broken here')\n")
     code = ("import sys; "
             f"sys.argv = ['kvfit', 'smoke', {str(llama_a)!r}, '--device', 'cpu', '--kv-cache-memory-bytes', '1GiB', "
-            "'--dummy-weights', '--json']; from kvfit.entry import main; main()")
+            "'--dummy-weights', '--json']; from kvfit.cli.fast import main; main()")
     env = _env(PYTHONPATH=os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 2, p.stdout[-3000:] + p.stderr[-3000:]
@@ -313,9 +313,9 @@ def _measured(res, scale: float = 1.0) -> dict:
 @pytest.fixture(scope="module")
 def profiled_and_explicit(llama_a):
     """llama_a on an 80 GiB GPU: vLLM profiles the budget (utilization) / gets it explicitly."""
-    from kvfit import plan
-    from kvfit.app_check import load_model
-    from kvfit.gpu.catalog import Gpu
+    from kvfit.plan import evaluate as plan
+    from kvfit.app.check import load_model
+    from kvfit.gpu.model import Gpu
     from kvfit.memory.profiles import profile_for
     from kvfit.settings import Settings
 
@@ -328,7 +328,7 @@ def profiled_and_explicit(llama_a):
 
 
 def test_profiled_budget_passes_within_the_tolerance_and_misses_beyond(profiled_and_explicit):
-    from kvfit.engine.logs import LogFacts
+    from kvfit.logs.parse import LogFacts
 
     profiled, _ = profiled_and_explicit
     ok = S.compare(profiled, LogFacts(), _measured(profiled, 0.96))
@@ -339,7 +339,7 @@ def test_profiled_budget_passes_within_the_tolerance_and_misses_beyond(profiled_
 
 
 def test_explicit_budget_must_match_exactly(profiled_and_explicit):
-    from kvfit.engine.logs import LogFacts
+    from kvfit.logs.parse import LogFacts
 
     _, explicit = profiled_and_explicit
     assert S.compare(explicit, LogFacts(), _measured(explicit)).passed
@@ -350,7 +350,7 @@ def test_explicit_budget_must_match_exactly(profiled_and_explicit):
 
 
 def test_nothing_measured_is_not_a_pass(profiled_and_explicit):
-    from kvfit.engine.logs import LogFacts
+    from kvfit.logs.parse import LogFacts
 
     _, explicit = profiled_and_explicit
     cmp = S.compare(explicit, LogFacts(), None)

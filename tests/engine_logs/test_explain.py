@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kvfit.engine.explain import MAX_UTIL, Explanation, explain
-from kvfit.engine.logs import parse_log
+from kvfit.logs.diagnose import MAX_UTIL, Explanation, explain
+from kvfit.logs.parse import parse_log
 
 HERE = Path(__file__).resolve()
 DATA = HERE.parents[1] / "data" / "logs"

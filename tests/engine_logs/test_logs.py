@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvfit.engine.logs import ERROR_KINDS, LogFacts, parse_log
+from kvfit.logs.parse import ERROR_KINDS, LogFacts, parse_log
 
 HERE = Path(__file__).resolve()
 DATA = HERE.parents[1] / "data" / "logs"

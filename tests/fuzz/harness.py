@@ -94,7 +94,7 @@ class Outcome:
 
 def run_entry(argv: list[str], limit: float = HARD_LIMIT_S) -> Outcome:
     """`kvfit ARGV` through the console entry point (fast path for check, else typer), in process."""
-    from kvfit import entry
+    from kvfit.cli import fast as entry
 
     out, err = io.StringIO(), io.StringIO()
     old_argv = sys.argv
@@ -115,7 +115,7 @@ def run_typer(argv: list[str], limit: float = HARD_LIMIT_S) -> Outcome:
     """`kvfit ARGV` through the typer app with typer's CliRunner: an exception is re-raised (a crash)."""
     from typer.testing import CliRunner
 
-    from kvfit import cli
+    from kvfit.cli import app as cli
 
     with time_limit(limit, repr(argv)):
         result = CliRunner().invoke(cli.app, argv)

@@ -215,7 +215,7 @@ def test_typer_path_on_generated_configs(env, data):
 @given(model=st.sampled_from(BUNDLED), gpu=GPU_CHOICE.filter(bool), opts=check_options())
 def test_fast_parser_answers_like_typer(env, model, gpu, opts):
     """The fast `check` parser (kvfit.entry) and the typer app print the same and exit the same."""
-    from kvfit.entry import parse_check
+    from kvfit.cli.fast import parse_check
 
     argv = ["check", model, *gpu, *opts]
     a = run_checked(argv, env)

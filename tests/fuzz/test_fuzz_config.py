@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from kvfit.arch.model import AttentionLayer, MambaLayer
 from kvfit.arch.normalize import normalize
 from kvfit.errors import ConfigError, KvfitError
-from kvfit.sources import parse_config_text
+from kvfit.sources.model import parse_config_text
 
 from .harness import count, time_limit
 from .strategies import ODD, QUANT, QUANT_CONFIGS, SEED_CONFIGS, SEED_TEXTS, dumps, mutated_config, mutated_text

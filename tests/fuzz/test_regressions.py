@@ -14,7 +14,7 @@ import pytest
 
 from kvfit.arch.normalize import normalize
 from kvfit.errors import ConfigError
-from kvfit.sources import parse_config_text
+from kvfit.sources.model import parse_config_text
 
 from . import nvml_fake
 from .harness import assert_contract, hermetic, run_entry, run_typer

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from kvfit import plan
+from kvfit.plan import evaluate as plan
 from kvfit.arch.normalize import normalize
 from kvfit.errors import BadInput
-from kvfit.gpu.catalog import Gpu, lookup
+from kvfit.gpu.model import Gpu
+from kvfit.gpu.catalog import lookup
 from kvfit.memory.profiles import profile_for
 from kvfit.settings import Settings
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from kvfit import plan
+from kvfit.plan import evaluate as plan
 from kvfit.arch.normalize import normalize
-from kvfit.gpu.catalog import Gpu, lookup
+from kvfit.gpu.model import Gpu
+from kvfit.gpu.catalog import lookup
 from kvfit.memory.overhead import cudagraph_capture_sizes, estimate_overhead, forward_peak_bytes
 from kvfit.memory.profiles import profile_for
 from kvfit.settings import Settings

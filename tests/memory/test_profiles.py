@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from kvfit.errors import BadInput
-from kvfit.gpu.catalog import Gpu, lookup
+from kvfit.gpu.model import Gpu
+from kvfit.gpu.catalog import lookup
 from kvfit.memory.profiles import (CURRENT_VERSION, batch_defaults, profile_for, resolve_batch, v0_batch,
                                    v0_chunked_prefill)
 

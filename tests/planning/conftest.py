@@ -71,7 +71,7 @@ def cli():
     """`kvfit ARGS` in this process; any exception other than the exit is a crash."""
     from typer.testing import CliRunner
 
-    from kvfit import cli as cli_mod
+    from kvfit.cli import app as cli_mod
 
     def run(*args: str, input: str | None = None) -> Res:
         r = CliRunner().invoke(cli_mod.app, [str(a) for a in args], input=input)

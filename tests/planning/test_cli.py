@@ -73,7 +73,7 @@ def test_launch_after_double_dash_is_checked_and_corrected_in_its_form(cli):
 
 def test_docker_launch(cli):
     cmd = command_blocks(LAUNCHES / "docker.txt")[1][1]
-    r = cli("check", "--gpu", "H100", "--json", "--", *L._split_shell(cmd))
+    r = cli("check", "--gpu", "H100", "--json", "--", *L.split_shell(cmd))
     assert r.rc == 0, r
     d = r.json
     assert d["model"]["id"] == "Qwen/Qwen3-0.6B"
@@ -177,7 +177,7 @@ def test_nothing_fits_lists_alternatives_with_what_they_buy(cli):
 
 def test_probed_gpu_free_memory_caps_the_recommendation(cli, monkeypatch):
     from kvfit.gpu import nvml
-    from kvfit.gpu.catalog import Gpu
+    from kvfit.gpu.model import Gpu
 
     free = 9 * GiB
     g = Gpu("NVIDIA GeForce RTX 4090", RTX4090_TOTAL, (8, 9), free_bytes=free, used_bytes=RTX4090_TOTAL - free,

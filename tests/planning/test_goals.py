@@ -9,10 +9,11 @@ from dataclasses import replace
 
 import pytest
 
-from kvfit import goals as G
-from kvfit.app_check import load_model
+from kvfit.plan import goals as G
+from kvfit.app.check import load_model
 from kvfit.errors import BadInput
-from kvfit.gpu.catalog import Gpu, lookup
+from kvfit.gpu.model import Gpu
+from kvfit.gpu.catalog import lookup
 from kvfit.memory.profiles import profile_for
 from kvfit.settings import Settings
 
@@ -222,7 +223,7 @@ def test_tensor_parallel_alternative_splits_the_kv_heads():
 
 
 def test_larger_gpu_alternative_is_a_larger_catalog_gpu(orpheus):
-    from kvfit.app_plan import catalog_gpus
+    from kvfit.app.plan import catalog_gpus
 
     small = lookup("RTX 3060")
     pl = G.plan_goals(orpheus, small, Settings(), P, G.Goals(context=65536, concurrency=2), catalog=catalog_gpus())

@@ -89,7 +89,7 @@ def test_github_annotations_and_step_summary(cli, tmp_path, monkeypatch, capfd):
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    from kvfit.manifest import github_annotations, run_entries
+    from kvfit.app.manifest import github_annotations, run_entries
 
     data = run_entries(str(f))
     ann = github_annotations(data)

@@ -10,14 +10,14 @@ import struct
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from kvfit import goals as G
+from kvfit.plan import goals as G
 from kvfit import launch as L
 from kvfit.arch.normalize import normalize
 from kvfit.errors import KvfitError
-from kvfit.gpu.catalog import Gpu
+from kvfit.gpu.model import Gpu
 from kvfit.memory.profiles import profile_for
 from kvfit.memory.weights import Inventory
-from kvfit import plan
+from kvfit.plan import evaluate as plan
 from kvfit.settings import Settings
 
 GiB = 1 << 30

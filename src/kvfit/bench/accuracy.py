@@ -115,7 +115,7 @@ def _total_gib(rec: dict) -> float | None:
 def load_model(rec: dict, data: Path = DATA):
     from ..arch.normalize import normalize
     from ..memory.weights import Inventory
-    from ..plan import Model
+    from ..plan.evaluate import Model
     from ..sources import catalog
 
     wanted = MODEL_ALIAS.get(rec["obs_id"]) or rec.get("arch_key") or rec.get("model_id") or ""
@@ -133,7 +133,8 @@ def load_model(rec: dict, data: Path = DATA):
 
 def pick_gpu(rec: dict, total_gib: float):
     """The catalog GPU when its total matches the log (exact bytes), else the logged total."""
-    from ..gpu.catalog import Gpu, catalog, from_entry
+    from ..gpu.catalog import catalog, from_entry
+    from ..gpu.model import Gpu
 
     name = (rec.get("gpu") or {}).get("name") or ""
     low = name.lower()
@@ -179,7 +180,7 @@ def profile_for_record(version: str, gpu, engine: str):
 
 
 def _evaluate(rec: dict, model, gpu, engine: str):
-    from .. import plan
+    from ..plan import evaluate as plan
 
     version = _version(rec.get("vllm_version"), engine)
     profile = profile_for_record(version, gpu, engine)
@@ -293,7 +294,8 @@ def _assumed(rec: dict, row: Row, model, gpu_name: str) -> Row:
 
 def _implied(rec: dict, row: Row, model) -> Row:
     """GPU total = (logged KV + kvfit's reserve) / utilization, the batch tier re-checked once."""
-    from ..gpu.catalog import Gpu, catalog
+    from ..gpu.catalog import catalog
+    from ..gpu.model import Gpu
 
     util = rec["gpu_memory_utilization"]
     kv = rec["reported"]["kv_cache_gib"] * GiB

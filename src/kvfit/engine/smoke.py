@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .logs import LogFacts
+from ..logs.parse import LogFacts
 
 GIB = 1 << 30
 GRACE_S = 8.0

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from ..errors import GpuError
+from .model import Gpu
 
 _DATA = Path(__file__).with_name("data") / "gpus.json"
 
 
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    total_bytes: int
-    compute_capability: tuple[int, int] = (8, 0)
-    free_bytes: int | None = None        # known only when probed
-    used_bytes: int | None = None
-    processes: tuple[tuple[int, int], ...] = ()   # (pid, bytes) holding memory
-    source: str = "catalog"              # "NVML" | "catalog" | "--gpu-memory"
-    index: int | None = None
-    mig: bool = False
 
 
 @lru_cache(maxsize=1)

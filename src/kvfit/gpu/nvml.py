@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .catalog import Gpu
+from .model import Gpu
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .. import goals as G
+from ..plan import goals as G
 from .. import launch as L
 from .report import render, render_table
 
@@ -97,7 +97,7 @@ def alternatives_table(pl: G.Planning) -> Table | None:
 
 
 def render_planning(console: Console, p, plans: list[G.Planning], results, form: str) -> None:
-    from ..app_plan import corrected
+    from ..app.plan import corrected
 
     if len(plans) == 1:
         pl, res = plans[0], results[0]

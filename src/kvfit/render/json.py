@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..plan import Result
+from ..plan.evaluate import Result
 
 SCHEMA = "kvfit.check/1"
 

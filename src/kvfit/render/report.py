@@ -8,7 +8,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..plan import Result
+from ..plan.evaluate import Result
 
 GiB = 1 << 30
 

@@ -123,7 +123,7 @@ def _memory_parts(res) -> tuple[list[tuple[str, int]], int]:
 def check_svg(results, plans, p, form: str) -> str:
     """The check report: verdict, numbers, where the memory goes, the plan and the launch."""
     from .. import launch as L
-    from ..app_plan import corrected
+    from ..app.plan import corrected
     from .forms import summary
 
     s = Svg()

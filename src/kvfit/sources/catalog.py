@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..memory.weights import Inventory
-from . import ModelSource
+from .model import ModelSource
 
 DATA = Path(__file__).with_name("data") / "models"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import ModelSource, read_json_file
+from .model import ModelSource, read_json_file
 from .local import inventory_in, quant_config_in
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import HubError, ModelNotFound
 from ..memory.weights import Inventory
-from . import ModelSource, read_json_file
+from .model import ModelSource, read_json_file
 
 
 
@@ -34,7 +34,7 @@ TIMEOUT_S = _timeout_from_env()
 
 
 def _redact(text: str) -> str:
-    from ..entry import redact
+    from ..errors import redact
 
     return redact(text)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..memory.weights import Inventory
-from . import ModelSource, read_json_file
+from .model import ModelSource, read_json_file
 from .safetensors import inventory_of_files
 
 

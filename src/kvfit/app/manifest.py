@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import goals as G
-from . import launch as L
-from .errors import BadInput, ConfigError, GpuError, HubError, KvfitError, ModelNotFound
-from .sources import read_text_file
+from ..plan import goals as G
+from .. import launch as L
+from ..errors import BadInput, ConfigError, GpuError, HubError, KvfitError, ModelNotFound
+from ..sources.model import read_text_file
 
 # field -> (accepted types, what it is)
 SETTINGS_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
@@ -165,7 +165,7 @@ def _field_of(e: dict, err: KvfitError) -> str:
 
 
 def _request(e: dict, gpu: str | None, base: Path, offline: bool):
-    from .app_plan import Request
+    from .plan import Request
 
     launch = None
     launch_dir = None
@@ -180,7 +180,7 @@ def _request(e: dict, gpu: str | None, base: Path, offline: bool):
         launch = L.parse(text, filename=f.name)
         launch_dir = f.parent
     overrides: dict[str, Any] = {}
-    from .units import parse_size
+    from ..units import parse_size
 
     for fld, (_, key) in SETTINGS_FIELDS.items():
         if fld in e:
@@ -202,7 +202,7 @@ def _request(e: dict, gpu: str | None, base: Path, offline: bool):
 
 def run_entries(path: str, *, offline: bool = False) -> dict:
     """Check every entry on every GPU it names. Raises ManifestError (exit 2) for a wrong manifest."""
-    from .app_plan import corrected, plan_all, prepare
+    from .plan import corrected, plan_all, prepare
 
     entries, _, base = load(path)
     results = []
@@ -285,14 +285,14 @@ def step_summary(data: dict) -> str:
 def run_manifest(path: str, *, as_json: bool, junit: str | None, svg: str | None, offline: bool, out, err) -> int:
     data = run_entries(path, offline=offline)
     if junit:
-        from .render.junit import junit_xml
+        from ..render.junit import junit_xml
 
         try:
             Path(junit).expanduser().write_text(junit_xml(data), encoding="utf-8")
         except OSError as e:
             raise BadInput(f"--junit {junit}: cannot write it ({e.strerror or e})") from None
     if svg:
-        from .render import svg as svgmod
+        from ..render import svg as svgmod
 
         svgmod.write(svg, svgmod.manifest_svg(data))
     if os.environ.get("GITHUB_ACTIONS") == "true":

@@ -23,17 +23,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import plan
-from .app_check import cpu_kv_budget, make_settings
-from .arch.normalize import normalize
-from .engine import smoke as S
-from .engine.logs import LogFacts, parse_log
-from .errors import BadInput, GpuError
-from .gpu.catalog import Gpu
-from .memory.profiles import CURRENT_VERSION, installed_vllm_version, profile_for
-from .settings import Settings
-from .sources import resolve
-from .units import GiB
+from ..plan import evaluate as plan
+from .check import cpu_kv_budget, make_settings
+from ..arch.normalize import normalize
+from ..engine import smoke as S
+from ..logs.parse import LogFacts, parse_log
+from ..errors import BadInput, GpuError
+from ..gpu.model import Gpu
+from ..memory.profiles import CURRENT_VERSION, installed_vllm_version, profile_for
+from ..settings import Settings
+from ..sources.resolve import resolve
+from ..units import GiB
 
 INSTALL_HINT = ('Install it next to kvfit: pip install "kvfit[smoke]" (CUDA build), or '
                 'pip install "kvfit[smoke-cpu]" for vLLM\'s CPU backend.')
@@ -87,7 +87,7 @@ def load_source_model(ref: str, revision: str | None, offline: bool):
 
 
 def pick_gpu(gpu: str | None, gpu_memory: str | None, device: str, tp: int) -> tuple[Gpu, str | None]:
-    from .app_check import pick_gpus
+    from .check import pick_gpus
 
     gpus, probe_note = pick_gpus(gpu, gpu_memory, device, tp)
     if device == "cpu":
@@ -210,7 +210,7 @@ def build_record(*, src, m: plan.Model, gpu: Gpu, res: plan.Result, launch: Sett
                  run: S.EngineRun | None, facts: LogFacts, cmp: S.Comparison | None, outcome: str, code: int,
                  launched_with: str, dummy: bool, gpu_note: str | None) -> dict:
     """One run in the calibration schema (shared/calibration/observations.jsonl) plus kvfit's prediction."""
-    from .render.json import result_dict
+    from ..render.json import result_dict
 
     r = (run.result if run else None) or {}
     cache, model, sched, par = (r.get("cache") or {}, r.get("model") or {}, r.get("scheduler") or {},
@@ -356,7 +356,7 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
                        INSTALL_HINT)
 
     if show_check and not as_json:
-        from .render.report import render
+        from ..render.report import render
 
         render(res_given, out)
     env = dict(os.environ)
@@ -473,8 +473,8 @@ def _failure_lines(res: plan.Result, facts: LogFacts, r: dict) -> list[str]:
     """What went wrong, in kvfit explain's words, with the fixes re-checked on the model that ran."""
     from rich.markup import escape
 
-    from .app_explain import recheck
-    from .engine.explain import explain
+    from .explain import recheck
+    from ..logs.diagnose import explain
 
     lines = [f"[red]✘ FAILED[/] the engine did not start ({escape(r.get('error_type') or 'no result')}"
              + (f": {escape(r['error'][:300])}" if r.get("error") else "") + ")"]

@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import goals as G
-from .app_plan import Prepared, catalog_gpus, prepare, request_from_params
-from .errors import BadInput, KvfitError
-from .gpu.catalog import Gpu
+from ..plan import goals as G
+from .plan import Prepared, catalog_gpus, prepare, request_from_params
+from ..errors import BadInput, KvfitError
+from ..gpu.model import Gpu
 
 GiB = 1 << 30
 DEFAULT_UTILS = tuple(round(0.30 + 0.05 * i, 2) for i in range(14))       # 0.30 .. 0.95
@@ -153,7 +153,7 @@ def run(params: dict, explicit: set[str], *, out: Console, err: Console) -> int:
         gpu_util = p.settings.gpu_memory_utilization
     data = sweep(p, utils, gpu_util)
     if params.get("svg"):
-        from .render import svg as svgmod
+        from ..render import svg as svgmod
 
         svgmod.write(params["svg"], svgmod.sweep_svg(data))
     if params.get("as_json"):

@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from .errors import BadInput, KvfitError
+from ..errors import BadInput, KvfitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Preflight checker for vLLM's KV-cache capacity: will this launch fit, and which flags will.")
@@ -21,7 +21,7 @@ err = Console(stderr=True, highlight=False)
 
 
 def _fail(e: KvfitError) -> None:
-    from .entry import report_error   # one wording for both parsers; messages are escaped, tokens redacted
+    from .fast import report_error   # one wording for both parsers; messages are escaped, tokens redacted
 
     report_error(err, e)
     raise typer.Exit(e.exit_code)
@@ -95,10 +95,10 @@ def check(
     junit: Optional[str] = typer.Option(None, "--junit", rich_help_panel="CI gate", help="With --manifest: write JUnit XML to FILE."),
 ) -> None:
     """Will MODEL fit vLLM's KV cache on this GPU at this length? Prints the verdict and the flags that fit."""
-    from . import app_check
+    from ..app import check as app_check
 
     if not smoke:
-        from . import app_plan
+        from ..app import plan as app_plan
 
         if app_plan.wanted(ctx.params):
             try:
@@ -140,8 +140,8 @@ def models(as_json: bool = typer.Option(False, "--json")) -> None:
     """List the models bundled with kvfit (they work offline)."""
     from rich.table import Table
 
-    from .arch.normalize import normalize
-    from .sources.catalog import entries
+    from ..arch.normalize import normalize
+    from ..sources.catalog import entries
 
     rows = []
     for e in entries():
@@ -171,8 +171,8 @@ def gpus(as_json: bool = typer.Option(False, "--json")) -> None:
 
     from rich.markup import escape
 
-    from .gpu.catalog import catalog
-    from .gpu.nvml import probe
+    from ..gpu.catalog import catalog
+    from ..gpu.nvml import probe
 
     try:
         found = probe()
@@ -211,7 +211,7 @@ SMOKE_ONLY_CHECK_OPTIONS = ("smoke", "dummy_weights", "record", "timeout")
 
 
 def _smoke(*, gpu_memory_utilization: Optional[str], **kw) -> None:
-    from . import app_smoke
+    from ..app import smoke as app_smoke
 
     try:
         code = app_smoke.run(gpu_memory_utilization=_parse_util(gpu_memory_utilization), out=out, err=err, **kw)
@@ -279,7 +279,7 @@ def explain(
 
     Exit 0: a diagnosis was made (--json says whether the log shows a failure). Exit 1: nothing kvfit recognises in the text. Exit 2: the input cannot be read.
     """
-    from . import app_explain
+    from ..app import explain as app_explain
 
     try:
         code = app_explain.run(source=logfile, as_json=as_json, offline=offline, out=out, err=err, gpu=gpu,
@@ -315,7 +315,7 @@ def sweep(
     svg: Optional[str] = typer.Option(None, "--svg", help="Also save the charts as an SVG file."),
 ) -> None:
     """max_model_len and max concurrency across gpu_memory_utilization values and across catalog GPUs."""
-    from . import app_plan, app_sweep
+    from ..app import plan as app_plan, sweep as app_sweep
 
     try:
         code = app_sweep.run(ctx.params, app_plan.explicit_params(ctx), out=out, err=err)
@@ -328,7 +328,7 @@ def main() -> None:
     try:
         app()
     except KvfitError as e:   # a command that raised outside its own handler
-        from .entry import report_error
+        from .fast import report_error
 
         report_error(err, e)
         sys.exit(e.exit_code)
@@ -336,7 +336,7 @@ def main() -> None:
         err.print("kvfit: interrupted")
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - never a traceback: a bug says so in one line, exit 2
-        from .entry import internal_error
+        from .fast import internal_error
 
         sys.exit(internal_error(e))
 

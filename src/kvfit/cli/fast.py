@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import sys
 
+from ..errors import redact
+
 # dest -> (option names, kind, default). Kinds: "str", "int", "flag". Mirrors cli.check.
 CHECK_OPTIONS: dict[str, tuple[tuple[str, ...], str, object]] = {
     "max_model_len": (("--max-model-len",), "str", None),
@@ -131,14 +133,6 @@ def consoles():
     return LazyConsole(highlight=False), LazyConsole(stderr=True, highlight=False)
 
 
-def redact(text: str) -> str:
-    """Remove Hugging Face tokens from text shown to the user (they go only to the Hub)."""
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
-        token = os.environ.get(var, "").strip()
-        if len(token) >= 4:
-            text = text.replace(token, "***")
-    return text
-
 
 def report_error(err, e) -> None:
     """A KvfitError as the user sees it: the message, then what to do. Never read as rich markup."""
@@ -165,8 +159,8 @@ def _fast_check(argv: list[str]) -> int | None:
     kw = parse_check(argv)
     if kw is None:
         return None
-    from . import app_check
-    from .errors import BadInput, KvfitError
+    from ..app import check as app_check
+    from ..errors import BadInput, KvfitError
 
     code = app_check.run.__code__
     kwonly = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
@@ -198,7 +192,7 @@ def main() -> None:
             sys.exit(internal_error(e))
         if code is not None:
             sys.exit(code)
-    from .cli import main as typer_main
+    from .app import main as typer_main
 
     typer_main()
 

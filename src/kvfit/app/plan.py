@@ -13,15 +13,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from . import goals as G
-from . import launch as L
-from . import plan
-from .errors import BadInput, GpuError, ModelNotFound
-from .gpu.catalog import Gpu, catalog, common_gpus, from_entry, lookup
-from .memory.profiles import CURRENT_VERSION, Profile, installed_vllm_version, profile_for
-from .settings import Settings
-from .sources import read_text_file
-from .units import GiB, parse_human_int, parse_size
+from ..plan import goals as G
+from .. import launch as L
+from ..plan import evaluate as plan
+from ..errors import BadInput, GpuError, ModelNotFound
+from ..gpu.model import Gpu
+from ..gpu.catalog import catalog, common_gpus, from_entry, lookup
+from ..memory.profiles import CURRENT_VERSION, Profile, installed_vllm_version, profile_for
+from ..settings import Settings
+from ..sources.model import read_text_file
+from ..units import GiB, parse_human_int, parse_size
 
 
 @dataclass
@@ -74,14 +75,14 @@ def read_launch_file(path: str) -> tuple[L.Launch, Path | None]:
 def load_model(ref: str, revision: str | None, offline: bool) -> tuple[plan.Model, str | None]:
     """The model, falling back to the bundled entry named by a path's last two parts (a container path such
     as /models/meta-llama/Llama-3.1-8B-Instruct), said in a note."""
-    from .app_check import load_model as load
+    from .check import load_model as load
 
     try:
         return load(ref, revision, offline), None
     except ModelNotFound:
         parts = [x for x in ref.replace("\\", "/").split("/") if x]
         if len(parts) >= 2:
-            from .sources.catalog import find_file
+            from ..sources.catalog import find_file
 
             guess = "/".join(parts[-2:])
             if find_file(guess) is not None:
@@ -118,7 +119,7 @@ def pick(req: Request, settings: Settings, launch_env: dict[str, str]) -> tuple[
         return (Gpu(base.name, total, base.compute_capability, source="--gpu-memory"),), None, count
     if req.gpu is not None:
         return (lookup(req.gpu),), None, count
-    from .gpu.nvml import probe
+    from ..gpu.nvml import probe
 
     found = probe()
     if found.gpus:
@@ -302,8 +303,8 @@ def plan_dict(p: Prepared, pl: G.Planning, form: str) -> dict:
 
 
 def run(req: Request, *, fmt: str | None, as_json: bool, svg: str | None, strict: bool, out, err) -> int:
-    from .render import forms
-    from .render.json import result_dict
+    from ..render import forms
+    from ..render.json import result_dict
 
     p = prepare(req, strict=strict)
     plans = plan_all(p)
@@ -316,7 +317,7 @@ def run(req: Request, *, fmt: str | None, as_json: bool, svg: str | None, strict
     code = 0 if (ok[0] if len(plans) == 1 else any(ok)) else 1
 
     if svg:
-        from .render import svg as svgmod
+        from ..render import svg as svgmod
 
         svgmod.write(svg, svgmod.check_svg(results, plans, p, form))
     if fmt in L.FORMS:
@@ -368,7 +369,7 @@ def wanted(params: dict) -> bool:
 
 def _is_launch_start(tok: str) -> bool:
     base = tok.rsplit("/", 1)[-1]
-    return base in _PROGRAMS or base.startswith("python") or bool(L._ASSIGN.match(tok))
+    return base in _PROGRAMS or base.startswith("python") or bool(L.ASSIGN.match(tok))
 
 
 def from_cli(params: dict, explicit: set[str], *, out, err) -> int:

@@ -25,13 +25,13 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import plan
-from .errors import BadInput, KvfitError
-from .gpu.catalog import Gpu
-from .memory.profiles import Profile
-from .memory.weights import FLOATING, Inventory, estimate_inventory, loaded_bytes
-from .settings import Settings
-from .units import GiB, MiB, parse_size
+from . import evaluate as plan
+from ..errors import BadInput, KvfitError
+from ..gpu.model import Gpu
+from ..memory.profiles import Profile
+from ..memory.weights import FLOATING, Inventory, estimate_inventory, loaded_bytes
+from ..settings import Settings
+from ..units import GiB, MiB, parse_size
 
 DEFAULT_HEADROOM_BYTES = 256 * MiB
 # Without a probe, kvfit proposes at most 0.95: vLLM compares *free* memory with utilization x total at

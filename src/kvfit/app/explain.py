@@ -30,13 +30,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from . import plan
-from .engine.explain import Explanation, Fix, explain
-from .engine.logs import LogFacts, parse_log
-from .errors import BadInput, KvfitError
-from .gpu.catalog import Gpu
-from .memory.profiles import CURRENT_VERSION, profile_for
-from .settings import DTYPES, KV_CACHE_DTYPES, Settings
+from ..plan import evaluate as plan
+from ..logs.diagnose import Explanation, Fix, explain
+from ..logs.parse import LogFacts, parse_log
+from ..errors import BadInput, KvfitError
+from ..gpu.model import Gpu
+from ..memory.profiles import CURRENT_VERSION, profile_for
+from ..settings import DTYPES, KV_CACHE_DTYPES, Settings
 
 GIB = 1 << 30
 MAX_BYTES = 64 << 20          # larger inputs keep their first 16 MiB and last 48 MiB
@@ -199,7 +199,7 @@ def recheck(facts: LogFacts, expl: Explanation, *, offline: bool = False, load=N
     if not ref:
         return None
     if load is None:
-        from .app_check import load_model as load
+        from .check import load_model as load
     try:
         m = load(ref, facts.settings.get("revision") if isinstance(facts.settings.get("revision"), str) else None,
                  offline)
@@ -581,7 +581,7 @@ def run(*, source: str | None, as_json: bool, offline: bool, out: Console, err: 
     text, label = read_text(source, stdin)
     facts = parse_log(text)
     if (gpu or gpu_memory) and facts.total_gpu_memory_gib is None:
-        from .app_check import pick_gpus
+        from .check import pick_gpus
 
         named = pick_gpus(gpu, gpu_memory, "cuda", 1)[0][0]
         facts.total_gpu_memory_gib = round(named.total_bytes / GIB, 2)

@@ -8,15 +8,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from . import plan
-from .arch.normalize import normalize
-from .errors import GpuError
-from .gpu.catalog import Gpu, common_gpus, lookup
-from .memory.profiles import CURRENT_VERSION, installed_vllm_version, profile_for
-from .render.json import result_dict
-from .settings import Settings
-from .sources import resolve
-from .units import parse_human_int, parse_max_model_len, parse_size
+from ..plan import evaluate as plan
+from ..arch.normalize import normalize
+from ..errors import GpuError
+from ..gpu.model import Gpu
+from ..gpu.catalog import common_gpus, lookup
+from ..memory.profiles import CURRENT_VERSION, installed_vllm_version, profile_for
+from ..render.json import result_dict
+from ..settings import Settings
+from ..sources.resolve import resolve
+from ..units import parse_human_int, parse_max_model_len, parse_size
 
 if TYPE_CHECKING:               # rich is imported only to print (kvfit.entry keeps `check --json` off it)
     from rich.console import Console
@@ -52,7 +53,7 @@ def parse_speculative_config(text: str | None) -> dict:
     """--speculative-config as vLLM takes it: a JSON object with method, num_speculative_tokens, model."""
     if text is None:
         return {}
-    from .errors import BadInput
+    from ..errors import BadInput
 
     try:
         spec = json.loads(text)
@@ -73,7 +74,7 @@ def parse_speculative_config(text: str | None) -> dict:
 
 def with_speculative_layers(m: plan.Model, settings: Settings, revision: str | None, offline: bool) -> plan.Model:
     """A draft model's or EAGLE head's attention layers are KV layers of the launch too."""
-    from .arch import families as F
+    from ..arch import families as F
 
     if settings.speculative_method not in F.DRAFT_MODEL_METHODS or not settings.speculative_model:
         return m
@@ -92,7 +93,7 @@ def pick_gpus(gpu: str | None, gpu_memory: str | None, device: str, tp: int,
         return [Gpu(base.name, total, base.compute_capability, source="--gpu-memory")], None
     if gpu is not None:
         return [lookup(gpu)], None
-    from .gpu.nvml import probe
+    from ..gpu.nvml import probe
 
     found = probe()
     if found.gpus:
@@ -113,7 +114,7 @@ def cpu_kv_budget(settings: Settings) -> Settings:
     import os
     from dataclasses import replace
 
-    from .errors import BadInput
+    from ..errors import BadInput
 
     space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")
     if space != "":
@@ -148,7 +149,7 @@ def make_settings(*, max_model_len: str | None = None, gpu_memory_utilization: f
     spec = parse_speculative_config(speculative_config)
     isa = (cpu_isa or detect_cpu_isa()) if device == "cpu" else "avx512_bf16"
     if isa not in CPU_ISAS:
-        from .errors import BadInput
+        from ..errors import BadInput
 
         raise BadInput(f"--cpu-isa {isa!r} is not one of {', '.join(CPU_ISAS)}")
     return Settings(
@@ -210,7 +211,7 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
         if as_json:
             out.print_json(json.dumps(result_dict(res)), highlight=False)
         else:
-            from .render.report import render   # rich tables and panels: not needed for --json
+            from ..render.report import render   # rich tables and panels: not needed for --json
 
             render(res, out)
         return 0 if res.fits else 1
@@ -218,7 +219,7 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
         out.print_json(json.dumps({"schema": "kvfit.check-table/1", "gpu_probe": probe_note,
                                    "results": [result_dict(r) for r in results]}), highlight=False)
     else:
-        from .render.report import render_table
+        from ..render.report import render_table
 
         from rich.markup import escape
 

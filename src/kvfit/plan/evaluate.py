@@ -9,18 +9,18 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 
-from .arch.model import ModelArch
-from .arch import families as F
-from .errors import BadInput
-from .gpu.catalog import Gpu
-from .kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
-from .kv.layout import KVLayout, KVOptions, build_layout
-from .kv.specs import RequestContext
-from .memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
-from .memory.profiles import Profile, batch_defaults, resolve_batch, v0_batch, v0_chunked_prefill
-from .memory.weights import DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, weights_breakdown
-from .units import GiB
-from .settings import KV_CACHE_DTYPES, Settings
+from ..arch.model import ModelArch
+from ..arch import families as F
+from ..errors import BadInput
+from ..gpu.model import Gpu
+from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
+from ..kv.layout import KVLayout, KVOptions, build_layout
+from ..kv.specs import RequestContext
+from ..memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
+from ..memory.profiles import Profile, batch_defaults, resolve_batch, v0_batch, v0_chunked_prefill
+from ..memory.weights import DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, weights_breakdown
+from ..units import GiB
+from ..settings import KV_CACHE_DTYPES, Settings
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kvfit.engine.logs import LogError, LogFacts
+from .parse import LogError, LogFacts
 
 __all__ = ["Fix", "Diagnosis", "Explanation", "explain", "UTIL_MARGIN", "MAX_UTIL"]
 

@@ -1,0 +1,27 @@
+"""The user's vLLM launch as data, read from and written back to the forms people paste.
+
+Forms:
+  serve   `vllm serve MODEL --flag value ...` (also `python -m vllm.entrypoints.openai.api_server ...`,
+          env assignments such as `CUDA_VISIBLE_DEVICES=0,1` before it, a shell script around it)
+  docker  `docker run [docker options] vllm/vllm-openai[:tag] [vLLM arguments]` (podman too)
+  yaml    a vLLM `--config` file: `key: value` lines (vLLM turns them into `--key value`)
+  python  `LLM(model=..., max_model_len=...)` / `EngineArgs(...)`, read with `ast` (never evaluated)
+  env     `KEY=VALUE` lines (`MODEL_NAME`, `MAX_MODEL_LEN`, ...), the convention of vLLM worker images
+          (a docker `--env-file`)
+
+A Launch keeps every argument in order, spelled as written; arguments kvfit does not model, or does not
+know, are kept and rendered back untouched. The property the tests hold it to:
+`parse(render(parse(x))) == parse(x)` for every form. Equality ignores spelling details (`--max_model_len`
+vs `--max-model-len`, `--flag=value` vs `--flag value`) but not order or values.
+
+Pure: no files, no network. The caller reads files and passes the text.
+"""
+
+from __future__ import annotations
+
+
+from .grammar import ASSIGN, FORMS, canonical, is_known, kind_of
+from .model import POSITIONAL, Arg, Expr, Launch
+from .read import detect, parse, parse_argv, split_shell, parse_env, parse_python, parse_shell, parse_yaml, yaml_load
+from .write import argv, convert, native, quote, render, updated
+from .engine_args import EngineArgs, engine_args, with_config

@@ -1,0 +1,79 @@
+"""Find a model's config.json and tensor inventory.
+
+Order: a local directory or config.json path; the Hugging Face cache; the bundled catalog; the Hub.
+The network is used only when the model is neither local, cached nor bundled, or when a
+`--revision` asks for a specific Hub revision (a bundled entry is then the fallback when the Hub
+cannot be reached). Nothing is ever imported or executed from a model repository: config.json is
+read as JSON data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import HubError, ModelNotFound
+from .model import ModelSource
+
+
+def _with_bundled_params(src: ModelSource, bundled: ModelSource | None) -> ModelSource:
+    """A cached snapshot holding config.json only (what `huggingface-cli download ID config.json` or a
+    Hub lookup leaves) or a Hub repo without safetensors metadata: the bundled parameter counts of the
+    same id beat an estimate from the architecture."""
+    if src.inventory is not None or bundled is None or bundled.inventory is None:
+        return src
+    return ModelSource(src.id, src.source, f"{src.detail}; parameter counts from the bundled catalog",
+                       src.config, src.hf_quant_config, bundled.inventory)
+
+
+def offline_requested(offline_flag: bool) -> bool:
+    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
+    return offline_flag or env in ("1", "true", "yes", "on")
+
+
+def resolve(ref: str, *, revision: str | None = None, offline: bool = False) -> ModelSource:
+    from . import catalog, hfcache, local
+
+    if not isinstance(ref, str) or not ref.strip():
+        raise ModelNotFound("no model given", "Pass a Hugging Face id (org/name) or a local directory.")
+    ref = ref.strip()
+    try:
+        path = Path(ref).expanduser()
+    except RuntimeError:        # ~user of an unknown user: not a path kvfit can read
+        path = Path(ref)
+    try:
+        exists = path.exists()
+    except OSError as e:        # a name too long for the file system, a parent it may not search
+        raise ModelNotFound(f"{ref[:120]}{'...' if len(ref) > 120 else ''}: not a readable path "
+                            f"({e.strerror or e.__class__.__name__}) and not a Hugging Face id") from None
+    if exists:
+        return local.load(path)
+    if ref.startswith((".", "/", "~")) or ref.endswith(".json"):
+        raise ModelNotFound(f"{ref}: no such file or directory")
+    if ref.count("/") > 1:
+        raise ModelNotFound(f"{ref!r} is neither an existing path nor a Hugging Face id (org/name)")
+
+    bundled_params = lambda src: _with_bundled_params(src, catalog.load(ref))  # noqa: E731
+    cached = hfcache.load(ref, revision)
+    if cached is not None:
+        return bundled_params(cached)
+    bundled = catalog.load(ref)
+    if bundled is not None and revision is None:
+        return bundled
+    if offline_requested(offline):
+        if bundled is not None:
+            return bundled
+        raise ModelNotFound(
+            f"{ref} is not a local path, not in the Hugging Face cache and not bundled, and the Hub is off "
+            f"({'--offline' if offline else 'HF_HUB_OFFLINE'})",
+            "Download it once (huggingface-cli download " + ref + " config.json) or pass a local directory; "
+            "`kvfit models` lists the bundled models.")
+    from . import hub
+
+    try:
+        return bundled_params(hub.load(ref, revision))
+    except HubError as e:
+        if bundled is not None:
+            return ModelSource(bundled.id, bundled.source, f"{bundled.detail} (Hub unreachable: {e.message})",
+                               bundled.config, bundled.hf_quant_config, bundled.inventory)
+        raise
