@@ -1,3 +1,3 @@
-from .cli.fast import main
+from .cli.main import main
 
 main()

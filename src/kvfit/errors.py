@@ -50,3 +50,31 @@ def redact(text: str) -> str:
         if len(token) >= 4:
             text = text.replace(token, "***")
     return text
+
+
+class BadFlag(BadInput):
+    """A value for one flag (or manifest field: the same name) that cannot be right. `flag` is its dest."""
+
+    def __init__(self, message: str, hint: str | None = None, *, flag: str | None = None):
+        super().__init__(message, hint)
+        self.flag = flag
+
+
+class NotModelled(BadInput):
+    """A vLLM flag or value that changes GPU memory in a way kvfit does not model: refused, never dropped."""
+
+    def __init__(self, message: str, hint: str | None = None, *, flag: str | None = None):
+        super().__init__(message, hint)
+        self.flag = flag
+
+
+class GatedModel(HubError):
+    """The Hub refused: the repository is gated or private."""
+
+
+class HubUnreachable(HubError):
+    """The Hub could not be reached (network, timeout)."""
+
+
+class LaunchError(BadInput):
+    """A pasted or named launch that cannot be read."""

@@ -47,6 +47,8 @@ class Settings:
     disable_hybrid_kv_cache_manager: bool | None = None   # --disable-hybrid-kv-cache-manager
     cpu_avx512_bf16: bool = True                # --device cpu: host has AVX512-BF16 (vLLM then keeps ssm state fp32)
     cpu_amx: bool = False                       # --device cpu: host has AMX tiles (MLA uses the AMX backend)
+    quantization: str | None = None             # --quantization (checked against the checkpoint, memory/variants.py)
+    hf_overrides: str | None = None             # --hf-overrides as canonical JSON text (applied to config.json at load)
 
     def validate(self) -> "Settings":
         if self.gpu_memory_utilization is not None:

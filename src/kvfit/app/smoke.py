@@ -23,17 +23,19 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..plan import evaluate as plan
-from .check import cpu_kv_budget, make_settings
-from ..arch.normalize import normalize
+from .. import launch as L
 from ..engine import smoke as S
-from ..logs.parse import LogFacts, parse_log
 from ..errors import BadInput, GpuError
+from ..flags import vllm_values
 from ..gpu.model import Gpu
-from ..memory.profiles import CURRENT_VERSION, installed_vllm_version, profile_for
+from ..logs.parse import LogFacts, parse_log
+from ..memory.profiles import installed_vllm_version, profile_for
+from ..plan import evaluate as plan
 from ..settings import Settings
 from ..sources.resolve import resolve
 from ..units import GiB
+from .check import answer_for
+from .inputs import Request, build
 
 INSTALL_HINT = ('Install it next to kvfit: pip install "kvfit[smoke]" (CUDA build), or '
                 'pip install "kvfit[smoke-cpu]" for vLLM\'s CPU backend.')
@@ -41,66 +43,12 @@ PROMPT_TOKEN_IDS = [1, 5, 6, 7]
 
 
 def _kvfit_version() -> str:
-    try:
-        from importlib.metadata import version
+    from .. import __version__
 
-        return version("kvfit")
-    except Exception:  # noqa: BLE001
-        return "unknown"
+    return __version__
 
 
 # --- inputs -----------------------------------------------------------------------------------------
-
-def build_settings(*, max_model_len, gpu_memory_utilization, tensor_parallel_size, pipeline_parallel_size, dtype,
-                   kv_cache_dtype, block_size, max_num_seqs, max_num_batched_tokens, enforce_eager,
-                   kv_cache_memory_bytes, device, entrypoint) -> tuple[Settings, dict, list[str]]:
-    """Settings as `kvfit check` builds them, plus the engine's environment changes and notes.
-
-    CPU backend: the budget must be explicit. vLLM lets VLLM_CPU_KVCACHE_SPACE (integer GiB, read with int())
-    override --kv-cache-memory-bytes; kvfit smoke gives the flag precedence by dropping the variable from the
-    engine's environment, so the engine runs what kvfit predicts.
-    """
-    env_changes: dict[str, str | None] = {}
-    notes: list[str] = []
-    settings = make_settings(
-        max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-        tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size, dtype=dtype,
-        kv_cache_dtype=kv_cache_dtype, block_size=block_size, max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens, enforce_eager=enforce_eager,
-        kv_cache_memory_bytes=kv_cache_memory_bytes, device=device, entrypoint=entrypoint)
-    space = os.environ.get("VLLM_CPU_KVCACHE_SPACE", "")
-    if device == "cpu":
-        if settings.kv_cache_memory_bytes is not None:
-            if space.strip():
-                env_changes["VLLM_CPU_KVCACHE_SPACE"] = None
-                notes.append(f"VLLM_CPU_KVCACHE_SPACE={space} is unset for the engine: vLLM would let it override "
-                             "--kv-cache-memory-bytes.")
-        else:
-            settings = cpu_kv_budget(settings)
-    return settings, env_changes, notes
-
-
-def load_source_model(ref: str, revision: str | None, offline: bool):
-    src = resolve(ref, revision=revision, offline=offline)
-    arch = normalize(src.config, hf_quant_config=src.hf_quant_config)
-    return src, plan.Model(src.id, src.source, src.detail, arch, src.inventory)
-
-
-def pick_gpu(gpu: str | None, gpu_memory: str | None, device: str, tp: int) -> tuple[Gpu, str | None]:
-    from .check import pick_gpus
-
-    gpus, probe_note = pick_gpus(gpu, gpu_memory, device, tp)
-    if device == "cpu":
-        return gpus[0], None
-    if probe_note is not None:
-        raise GpuError(f"no NVIDIA GPU visible here ({probe_note}); the smoke test needs the GPU it measures",
-                       "Run it on the GPU host, or use vLLM's CPU backend: --device cpu --kv-cache-memory-bytes 1GiB.")
-    note = None
-    if gpu is not None or gpu_memory is not None:
-        note = (f"predicting for {gpus[0].name} as named; the engine runs on the GPU CUDA gives it, so the "
-                "comparison is only meaningful when that is the same GPU")
-    return gpus[0], note
-
 
 def engine_model(src, dummy: bool, tmp: Path) -> tuple[str, str]:
     """What to pass as vllm.LLM(model=...), and how it was chosen."""
@@ -120,47 +68,39 @@ def engine_model(src, dummy: bool, tmp: Path) -> tuple[str, str]:
     return str(d), f"kvfit's copy of config.json ({src.source})"
 
 
-def launch_settings(res: plan.Result, settings: Settings, as_given: bool) -> tuple[Settings, str]:
-    """The settings to start the engine with: as given when they fit (or --as-given), else kvfit's fix."""
-    if res.fits or as_given:
-        return settings, "as given" + ("" if res.fits else " (kvfit predicts this launch fails)")
-    rec = res.recommendation
-    if rec.gpu_memory_utilization is not None and settings.kv_cache_memory_bytes is None:
-        return (replace(settings, gpu_memory_utilization=rec.gpu_memory_utilization),
-                f"kvfit's recommendation: --gpu-memory-utilization {rec.gpu_memory_utilization:g} "
-                "(the flags given do not fit; --as-given runs them anyway)")
-    if rec.max_model_len:
-        return (replace(settings, max_model_len=rec.max_model_len),
-                f"kvfit's recommendation: --max-model-len {rec.max_model_len} "
-                "(the flags given do not fit; --as-given runs them anyway)")
-    return settings, "as given (kvfit found no flags that fit; the run confirms the failure)"
+def launch_choice(g, as_given: bool) -> tuple[Settings, plan.Result, str]:
+    """What to start: the launch as given when it fits (or --as-given), else kvfit's recommendation (the same
+    answer `kvfit check` gives), else as given to confirm the failure."""
+    pl = g.plan
+    given = pl.as_given
+    if pl.ok or as_given:
+        return given.settings, given.result, "as given" + ("" if given.result.fits else
+                                                           " (kvfit predicts this launch fails)")
+    rec = g.recommended
+    if rec is not None and rec.option.meets and rec.needs is None and rec.launch is not None:
+        o = rec.option
+        return o.check.settings, o.check.result, (f"kvfit's recommendation: {o.label} (the flags given do not fit; "
+                                                  "--as-given runs them anyway)")
+    return given.settings, given.result, "as given (kvfit found no launch that fits here; the run confirms the failure)"
 
 
 def llm_kwargs(model_arg: str, launch: Settings, res: plan.Result, *, dummy: bool, revision: str | None,
                pass_kv_bytes: bool) -> dict:
+    """vllm.LLM(...) keyword arguments for the launch: every vLLM flag of kvfit's flag table that differs from
+    vLLM's default, by its EngineArgs name."""
     kw: dict = {"model": model_arg, "skip_tokenizer_init": True,
                 "gpu_memory_utilization": res.resolved.gpu_memory_utilization}
     if dummy:
         kw["load_format"] = "dummy"
     if revision and not Path(model_arg).exists():
         kw["revision"] = revision
-    if launch.max_model_len is not None:
-        kw["max_model_len"] = launch.max_model_len
-    if launch.kv_cache_memory_bytes is not None and pass_kv_bytes:
-        kw["kv_cache_memory_bytes"] = launch.kv_cache_memory_bytes
-    if launch.tensor_parallel_size != 1:
-        kw["tensor_parallel_size"] = launch.tensor_parallel_size
-    if launch.pipeline_parallel_size != 1:
-        kw["pipeline_parallel_size"] = launch.pipeline_parallel_size
-    if launch.dtype != "auto":
-        kw["dtype"] = launch.dtype
-    if launch.kv_cache_dtype != "auto":
-        kw["kv_cache_dtype"] = launch.kv_cache_dtype
-    for name in ("block_size", "max_num_seqs", "max_num_batched_tokens"):
-        if getattr(launch, name) is not None:
-            kw[name] = getattr(launch, name)
-    if launch.enforce_eager:
-        kw["enforce_eager"] = True
+    for key, value in vllm_values(launch).items():
+        if key == "kv-cache-memory-bytes" and not pass_kv_bytes:
+            continue
+        if key == "max-model-len" and value == -1:
+            value = -1
+        kw[key.replace("-", "_")] = value
+    kw.pop("device", None)                  # the installed vLLM build decides the platform
     return kw
 
 
@@ -323,51 +263,57 @@ def append_record(path: str, record: dict) -> None:
 
 # --- the command ------------------------------------------------------------------------------------
 
-def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float | None,
-        tensor_parallel_size: int, pipeline_parallel_size: int, dtype: str, kv_cache_dtype: str,
-        block_size: int | None, max_num_seqs: int | None, max_num_batched_tokens: str | None,
-        enforce_eager: bool, kv_cache_memory_bytes: str | None, gpu: str | None, gpu_memory: str | None,
-        vllm_version: str | None, entrypoint: str, device: str, revision: str | None, offline: bool,
-        as_json: bool, out: Console, err: Console, dummy_weights: bool = False, record: str | None = None,
-        timeout: float = S.DEFAULT_TIMEOUT_S, tolerance: float = S.DEFAULT_TOLERANCE_PCT,
+def run(req: Request, *, out: Console, err: Console, as_json: bool = False, dummy_weights: bool = False,
+        record: str | None = None, timeout: float = S.DEFAULT_TIMEOUT_S, tolerance: float = S.DEFAULT_TOLERANCE_PCT,
         as_given: bool = False, show_log: bool = False, show_check: bool = False) -> int:
     if not (timeout > 0 and math.isfinite(timeout)):
         raise BadInput(f"--timeout must be a positive number of seconds, got {timeout}")
     if not (tolerance >= 0 and math.isfinite(tolerance)):
         raise BadInput(f"--tolerance must be a percentage >= 0, got {tolerance}")
-    settings, env_changes, notes = build_settings(
-        max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-        tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size, dtype=dtype,
-        kv_cache_dtype=kv_cache_dtype, block_size=block_size, max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens, enforce_eager=enforce_eager,
-        kv_cache_memory_bytes=kv_cache_memory_bytes, device=device, entrypoint=entrypoint)
+    vals = req.values
     installed = installed_vllm_version()
-    if vllm_version and installed and profile_for(vllm_version).version.split("+")[0] != installed.split("+")[0]:
-        raise BadInput(f"--vllm-version {vllm_version}: the smoke test runs the installed vLLM {installed}",
+    if vals.get("vllm_version") and installed and \
+            profile_for(vals["vllm_version"]).version.split("+")[0] != installed.split("+")[0]:
+        raise BadInput(f"--vllm-version {vals['vllm_version']}: the smoke test runs the installed vLLM {installed}",
                        "Drop --vllm-version (kvfit predicts for the installed release).")
-    profile = profile_for(installed or CURRENT_VERSION)
-    src, m = load_source_model(model, revision, offline)
-    the_gpu, gpu_note = pick_gpu(gpu, gpu_memory, device, tensor_parallel_size)
-    res_given = plan.evaluate(m, the_gpu, settings, profile)
-    launch, launched_with = launch_settings(res_given, settings, as_given)
-    res = res_given if launch == settings else plan.evaluate(m, the_gpu, launch, profile)
+    # The engine's environment. vLLM's CPU backend lets VLLM_CPU_KVCACHE_SPACE override --kv-cache-memory-bytes;
+    # smoke gives the flag precedence by unsetting the variable for the engine, and predicts with the same env.
+    env = dict(os.environ if req.env is None else req.env)
+    notes: list[str] = []
+    space = env.get("VLLM_CPU_KVCACHE_SPACE", "")
+    if vals.get("device") == "cpu" and vals.get("kv_cache_memory_bytes") is not None and space.strip():
+        env.pop("VLLM_CPU_KVCACHE_SPACE")
+        notes.append(f"VLLM_CPU_KVCACHE_SPACE={space} is unset for the engine: vLLM would let it override "
+                     "--kv-cache-memory-bytes.")
+    if installed and not vals.get("vllm_version"):
+        vals = {**vals, "vllm_version": installed}
+    inp = build(replace(req, values=vals, env=env))
+    if len(inp.gpus) != 1:
+        raise GpuError(f"no NVIDIA GPU visible here ({inp.probe_note}); the smoke test needs the GPU it measures",
+                       "Run it on the GPU host, or use vLLM's CPU backend: --device cpu --kv-cache-memory-bytes 1GiB.")
+    the_gpu = inp.gpus[0]
+    gpu_note = None
+    if inp.settings.device == "cuda" and (vals.get("gpu") or vals.get("gpu_memory")):
+        gpu_note = (f"predicting for {the_gpu.name} as named; the engine runs on the GPU CUDA gives it, so the "
+                    "comparison is only meaningful when that is the same GPU")
+    a = answer_for(inp)
+    g = a.per_gpu[0]
+    res_given = g.plan.as_given.result
+    launch, res, launched_with = launch_choice(g, as_given)
+    m = inp.model
     if not S.find_vllm():
         raise BadInput("vLLM is not installed in this Python environment; kvfit smoke starts a real vLLM engine",
                        INSTALL_HINT)
-
     if show_check and not as_json:
         from ..render.report import render
 
-        render(res_given, out)
-    env = dict(os.environ)
-    for k, v in env_changes.items():
-        if v is None:
-            env.pop(k, None)
-        else:
-            env[k] = v
-    if offline:
+        render(out, a)
+    revision = vals.get("revision")
+    src = resolve(inp.model_ref, revision=revision, offline=bool(vals.get("offline")))
+    if vals.get("offline"):
         env["HF_HUB_OFFLINE"] = "1"
-    pass_kv_bytes = kv_cache_memory_bytes is not None or device != "cpu"
+    pass_kv_bytes = vals.get("kv_cache_memory_bytes") is not None or launch.device != "cpu"
+    env_changes = {"VLLM_CPU_KVCACHE_SPACE": None} if notes else {}
 
     with tempfile.TemporaryDirectory(prefix="kvfit-smoke-model-") as tmp:
         model_arg, how = engine_model(src, dummy_weights, Path(tmp))
@@ -375,15 +321,16 @@ def run(*, model: str, max_model_len: str | None, gpu_memory_utilization: float 
                             pass_kv_bytes=pass_kv_bytes)
         spec = {"llm_kwargs": kwargs, "entrypoint": launch.entrypoint, "device": launch.device,
                 "prompt_token_ids": PROMPT_TOKEN_IDS, "max_tokens": 2}
-        cmd = plan.serve_command(model_arg, launch, launch.max_model_len,
-                                 res.resolved.gpu_memory_utilization if launch.device == "cuda" else None)
+        shown = L.compose(model_arg, replace(launch, gpu_memory_utilization=res.resolved.gpu_memory_utilization
+                                             if launch.device == "cuda" and launch.kv_cache_memory_bytes is None
+                                             else launch.gpu_memory_utilization))
         if not as_json:
             out.print(f"[bold]kvfit smoke[/] {m.id} ({m.source}) on {the_gpu.name}, vLLM {installed or '?'}"
                       + (", dummy weights" if dummy_weights else ""))
-            out.print(f"launch ({launched_with}; model: {how}):\n  {cmd}"
-                      + (" --load-format dummy" if dummy_weights else "")
-                      + (" --enforce-eager" if launch.enforce_eager and "--enforce-eager" not in cmd else ""))
-            for n in notes + ([gpu_note] if gpu_note else []):
+            out.print(f"launch ({launched_with}; model: {how}):")
+            out.print(L.render(shown).rstrip("\n") + (" --load-format dummy" if dummy_weights else ""),
+                      markup=False, highlight=False, soft_wrap=True)
+            for n in notes + list(inp.notes) + ([gpu_note] if gpu_note else []):
                 out.print(f"[dim]note: {n}[/]")
             err.print(f"[dim]starting vLLM (timeout {timeout:g} s{', log below' if show_log else ''}) ...[/]")
         try:

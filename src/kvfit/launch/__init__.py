@@ -23,5 +23,5 @@ from __future__ import annotations
 from .grammar import ASSIGN, FORMS, canonical, is_known, kind_of
 from .model import POSITIONAL, Arg, Expr, Launch
 from .read import detect, parse, parse_argv, split_shell, parse_env, parse_python, parse_shell, parse_yaml, yaml_load
-from .write import argv, convert, native, quote, render, updated
-from .engine_args import EngineArgs, engine_args, with_config
+from .write import argv, convert, native, quote, render, updated, with_gpus
+from .engine_args import LaunchValues, apply, compose, read as read_values, with_config

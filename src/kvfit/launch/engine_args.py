@@ -1,154 +1,122 @@
-"""What kvfit's memory model reads from a launch: the modelled vLLM arguments, typed; notes on the rest."""
+"""A launch read through kvfit's flag table, and Settings written back into a launch.
+
+Reading: every argument of a launch is one of
+  * the model (positional, --model, MODEL_NAME, `model=`),
+  * a vLLM flag kvfit models (kvfit/flags.py): parsed by that flag's parser, exactly as `kvfit check --flag`,
+  * --config (a vLLM YAML file, merged by the caller as vLLM merges it),
+  * a vLLM flag that changes GPU memory in a way kvfit does not model (grammar.NOT_MODELLED): refused,
+  * any other flag vLLM knows (--port, --served-model-name, ...): it does not touch GPU memory; kept as
+    written and rendered back untouched,
+  * anything else (a flag vLLM does not know, a stray word, a non-literal Python value of a flag kvfit
+    models): refused, because vLLM would refuse it too or kvfit cannot know what it does.
+
+Writing: `apply` sets the flags whose value differs between two Settings, keeping the user's spelling,
+order, comments and every other argument; `compose` writes a fresh `vllm serve MODEL ...`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..errors import BadInput
-from .grammar import _HUMAN_INT, MODELLED, NOT_MODELLED, is_known
-from .model import POSITIONAL, Expr, Launch
-from ..units import parse_human_int, parse_max_model_len
+from ..errors import LaunchError, NotModelled
+from ..flags import BY_VLLM, changed_flags, vllm_values
+from ..settings import Settings
+from .grammar import NOT_MODELLED, NOT_MODELLED_DEFAULTS, is_known
+from .model import POSITIONAL, Arg, Expr, Launch
+from .write import updated
 
 
 @dataclass(frozen=True)
-class EngineArgs:
-    """The launch's arguments kvfit's memory model reads, typed; and notes on everything else."""
+class LaunchValues:
+    """What a launch sets, as typed flag values (flag dest -> value), ready for the request builder."""
 
     model: str | None
-    settings: dict[str, Any]              # Settings field -> value (only those the launch sets)
-    quantization: str | None
-    cpu_offload_gb: float
-    revision: str | None
-    entrypoint: str                       # "serve" | "llm"
+    values: dict[str, Any]
     config: str | None                    # a --config file the launch names
-    notes: tuple[str, ...]
+    entrypoint: str                       # "serve" | "llm"
 
 
-_SETTINGS_KEYS = {
-    "max-model-len": "max_model_len", "gpu-memory-utilization": "gpu_memory_utilization",
-    "tensor-parallel-size": "tensor_parallel_size", "pipeline-parallel-size": "pipeline_parallel_size",
-    "dtype": "dtype", "kv-cache-dtype": "kv_cache_dtype", "block-size": "block_size", "max-num-seqs": "max_num_seqs",
-    "max-num-batched-tokens": "max_num_batched_tokens", "enforce-eager": "enforce_eager",
-    "kv-cache-memory-bytes": "kv_cache_memory_bytes", "num-gpu-blocks-override": "num_gpu_blocks_override",
-    "disable-sliding-window": "disable_sliding_window",
-}
+def _shown(a: Arg) -> str:
+    if a.spelling and a.spelling != POSITIONAL and not a.spelling.startswith("#"):
+        return a.spelling
+    return "--" + a.key
 
 
-def _settings_fields() -> set[str]:
-    from ..settings import Settings
-
-    return set(Settings.__dataclass_fields__)
-
-
-# LoRA slots are modelled by plan.py when Settings carries them (memory/weights.py::lora_bytes_per_gpu).
-for _key, _attr in (("enable-lora", "enable_lora"), ("max-loras", "max_loras"), ("max-lora-rank", "max_lora_rank")):
-    if _attr in _settings_fields():
-        _SETTINGS_KEYS[_key] = _attr
-        MODELLED.add(_key)
-        NOT_MODELLED.discard(_key)
+# 0.32's --spec-method / --spec-model / --spec-tokens fill --speculative-config (engine/arg_utils.py
+# create_speculative_config); a key given both ways is an error there.
+_SPEC_PARTS = {"spec-method": "method", "spec-model": "model", "spec-tokens": "num_speculative_tokens"}
 
 
-def _flag(key: str) -> str:
-    return "--" + key
-
-
-def _typed(key: str, v: Any) -> Any:
-    flag = _flag(key)
-    if key in ("enforce-eager", "disable-sliding-window", "enable-lora"):
-        if isinstance(v, bool):
-            return v
-        if isinstance(v, str) and v.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-            return v.strip().lower() in ("true", "1", "yes", "on")
-        raise BadInput(f"launch: {flag} takes no value (got {v!r})")
-    if key == "max-model-len":
-        if isinstance(v, bool):
-            raise BadInput(f"launch: {flag} must be a number, -1 or auto (got {v!r})")
-        if isinstance(v, int):
-            return v if v == -1 or v > 0 else parse_max_model_len(str(v))
-        return parse_max_model_len(str(v))
-    if key == "gpu-memory-utilization" or key == "cpu-offload-gb":
-        if isinstance(v, bool):
-            raise BadInput(f"launch: {flag} must be a number (got {v!r})")
-        try:
-            return float(v)
-        except (TypeError, ValueError):
-            raise BadInput(f"launch: {flag} must be a number (got {v!r})") from None
-    if key in ("dtype", "kv-cache-dtype", "quantization", "revision", "device", "config", "model"):
-        if v is None:
-            return None
-        if not isinstance(v, str):
-            raise BadInput(f"launch: {flag} must be a string (got {v!r})")
-        return v
-    # whole numbers
-    if isinstance(v, bool) or v is None:
-        raise BadInput(f"launch: {flag} must be a whole number (got {v!r})")
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str):
-        if key in _HUMAN_INT:
-            return parse_human_int(v, flag)
-        try:
-            return int(v.strip())
-        except ValueError:
-            raise BadInput(f"launch: {flag} must be a whole number (got {v!r})") from None
-    raise BadInput(f"launch: {flag} must be a whole number (got {v!r})")
-
-
-def engine_args(launch: Launch) -> EngineArgs:
-    """The launch as kvfit's model reads it. Later occurrences win; non-literal Python values and flags kvfit
-    does not model are noted, never guessed."""
-    values: dict[str, Any] = {}
-    notes: list[str] = []
-    seen_notes: set[str] = set()
-
-    def note(text: str) -> None:
-        if text not in seen_notes:
-            seen_notes.add(text)
-            notes.append(text)
-
+def read(launch: Launch) -> LaunchValues:
+    """The launch as kvfit's flag table reads it. Later occurrences win (argparse)."""
+    raw: dict[str, tuple[Arg, Any]] = {}
+    spec_parts: dict[str, Any] = {}
+    model = config = None
     for a in launch.args:
-        shown = a.spelling if a.spelling and a.spelling not in (POSITIONAL,) and not a.spelling.startswith("#") \
-            else _flag(a.key)
-        if a.key in ("", "*", "**"):
-            note(f"{'argument' if a.key == '' else a.key + 'args'} {a.value if not isinstance(a.value, Expr) else a.value.src!s}: "
-                 "kept as written; kvfit does not read it")
+        if a.key == "":
+            raise LaunchError(f"launch: unexpected argument {a.value!r}",
+                              "vLLM takes one positional argument, the model; it would refuse this launch.")
+        if a.key in ("*", "**"):
+            raise LaunchError(f"launch: {a.key}{a.value.src if isinstance(a.value, Expr) else a.value}: kvfit cannot "
+                              "see which arguments it holds", "Write the arguments out as literals.")
+        if a.key == "model":
+            if isinstance(a.value, Expr) or not isinstance(a.value, str):
+                raise LaunchError(f"launch: the model must be a literal string (got {_value_text(a.value)})")
+            model = a.value
             continue
-        if isinstance(a.value, Expr):
-            note(f"{shown}={a.value.src} is not a literal; kvfit reads only literal values, so it is ignored")
+        if a.key == "config":
+            if not isinstance(a.value, str):
+                raise LaunchError(f"launch: --config must be a file name (got {a.value!r})")
+            config = a.value
             continue
         base = a.key.split(".", 1)[0]
-        if a.key in MODELLED:
-            values[a.key] = a.value
-        elif base in NOT_MODELLED:
-            note(f"{shown}: changes vLLM's memory in ways kvfit does not model yet; kept as written")
-        elif not is_known(a.key):
-            note(f"{shown}: not a vLLM flag kvfit knows; kept and passed through untouched")
-    settings: dict[str, Any] = {}
-    for key, attr in _SETTINGS_KEYS.items():
-        if key in values and values[key] is not None:
-            settings[attr] = _typed(key, values[key])
-    device = values.get("device")
-    if device is not None:
-        device = _typed("device", device)
-        if device in ("cuda", "auto", "gpu"):
-            settings["device"] = "cuda"
-        elif device == "cpu":
-            settings["device"] = "cpu"
-        else:
-            note(f"--device {device}: kvfit models NVIDIA GPUs and vLLM's CPU backend; checked as a CUDA GPU")
-    model = values.get("model")
-    if model is not None and not isinstance(model, str):
-        raise BadInput(f"launch: the model must be a string (got {model!r})")
-    quant = values.get("quantization")
-    quant = _typed("quantization", quant) if quant is not None else None
-    offload = _typed("cpu-offload-gb", values["cpu-offload-gb"]) if values.get("cpu-offload-gb") is not None else 0.0
-    revision = _typed("revision", values["revision"]) if values.get("revision") is not None else None
-    config = _typed("config", values["config"]) if values.get("config") is not None else None
+        if base in _SPEC_PARTS:
+            spec_parts[_SPEC_PARTS[base]] = a.value
+            continue
+        if a.key in BY_VLLM:
+            if isinstance(a.value, Expr):
+                raise LaunchError(f"launch: {_shown(a)}={a.value.src} is not a literal; kvfit reads only literal "
+                                  "values of the flags it models", "Write the value out.")
+            raw[a.key] = (a, a.value)
+            continue
+        if base in NOT_MODELLED:
+            if str(a.value) in NOT_MODELLED_DEFAULTS.get(base, ()) or a.value is False:
+                continue
+            raise NotModelled(f"launch: {_shown(a)} changes GPU memory ({NOT_MODELLED[base]}) in a way kvfit does "
+                              "not model yet", "Check the launch without it; kvfit will not guess its effect.",
+                              flag=base)
+        if not is_known(a.key):
+            raise LaunchError(f"launch: {_shown(a)} is not a vLLM flag (vLLM would refuse it: unrecognized "
+                              "arguments)", "Check the spelling; `vllm serve --help` lists the flags.")
+    values: dict[str, Any] = {}
+    for key, (a, v) in raw.items():
+        f = BY_VLLM[key]
+        if v is None:
+            continue
+        if f.switch and not isinstance(v, bool):
+            v = _switch_text(a, v)
+        values[f.dest] = f.parse(v)
+    if spec_parts:
+        spec = dict(values.get("speculative_config") or {})
+        for k, v in spec_parts.items():
+            if k in spec and values.get("speculative_config"):
+                raise LaunchError(f"launch: --spec-{k.split('_')[-1]} and --speculative-config['{k}'] are mutually "
+                                  "exclusive (vLLM refuses both)")
+            spec[k] = int(v) if k == "num_speculative_tokens" and str(v).isdigit() else v
+        values["speculative_config"] = BY_VLLM["speculative-config"].parse(spec)
     entrypoint = "llm" if launch.form == "python" and launch.program[:1] == ("LLM",) else "serve"
-    return EngineArgs(model, settings, quant, offload, revision, entrypoint, config, tuple(notes))
+    return LaunchValues(model, values, config, entrypoint)
+
+
+def _switch_text(a: Arg, v: Any) -> Any:
+    if isinstance(v, str):
+        return v
+    raise LaunchError(f"launch: {_shown(a)} takes no value (got {v!r})")
+
+
+def _value_text(v: Any) -> str:
+    return v.src if isinstance(v, Expr) else repr(v)
 
 
 def with_config(launch: Launch, config: Launch) -> Launch:
@@ -159,3 +127,30 @@ def with_config(launch: Launch, config: Launch) -> Launch:
     rest = tuple(a for a in cli if a.spelling != POSITIONAL)
     cfg = tuple(a for a in config.args if not (a.key == "model" and model_first))
     return replace(launch, args=model_first + cfg + rest)
+
+
+# --- writing Settings back ------------------------------------------------------------------------
+
+def _as_written(launch: Launch, key: str, v: Any) -> Any:
+    """A typed flag value in the launch's form: typed for YAML / Python, vLLM's text for the shell forms."""
+    if v is None or isinstance(v, bool) or launch.form in ("yaml", "python"):
+        return v
+    return BY_VLLM[key].text(v)
+
+
+def apply(launch: Launch, before: Settings, after: Settings, extra: dict[str, Any] | None = None) -> Launch:
+    """The launch with every modelled flag that differs between `before` and `after` set (spelled the user's
+    way, in place), removed when it returns to vLLM's default."""
+    ch = changed_flags(before, after)
+    if extra:
+        ch.update(extra)
+    return updated(launch, {k: _as_written(launch, k, v) for k, v in ch.items()})
+
+
+def compose(model: str, settings: Settings, extra: dict[str, Any] | None = None) -> Launch:
+    """`vllm serve MODEL` with the flags of `settings` that differ from vLLM's defaults."""
+    base = Launch("serve", (Arg("model", model, POSITIONAL),), ("vllm", "serve"))
+    vals = vllm_values(settings)
+    if extra:
+        vals.update(extra)
+    return updated(base, {k: _as_written(base, k, v) for k, v in vals.items()})

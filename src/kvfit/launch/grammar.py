@@ -119,23 +119,36 @@ ssl-keyfile ssl-certfile ssl-ca-certs enable-ssl-refresh ssl-cert-reqs ssl-ciphe
 enable-request-id-headers disable-fastapi-docs h11-max-incomplete-event-size h11-max-header-count
 enable-offline-docs enable-flash-late-interaction disable-log-requests enable-log-requests
 disable-frontend-multiprocessing""".split())
-# What kvfit's memory model reads from a launch.
-MODELLED = {"model", "max-model-len", "gpu-memory-utilization", "tensor-parallel-size", "pipeline-parallel-size",
-            "dtype", "kv-cache-dtype", "block-size", "max-num-seqs", "max-num-batched-tokens", "enforce-eager",
-            "kv-cache-memory-bytes", "num-gpu-blocks-override", "disable-sliding-window", "quantization",
-            "cpu-offload-gb", "revision", "device", "config"}
-# vLLM flags that change memory in ways kvfit does not model yet: kept, with a note.
-NOT_MODELLED = {"speculative-config", "speculative-model", "num-speculative-tokens", "spec-method", "spec-model",
-                "spec-tokens", "enable-lora", "max-loras", "max-lora-rank", "max-cpu-loras", "limit-mm-per-prompt",
-                "hf-overrides", "rope-scaling", "rope-theta", "compilation-config", "cudagraph-capture-sizes",
-                "max-cudagraph-capture-size", "kv-offloading-size", "kv-transfer-config", "data-parallel-size",
-                "decode-context-parallel-size", "prefill-context-parallel-size", "mamba-cache-dtype",
-                "mamba-ssm-cache-dtype", "mamba-cache-mode", "mamba-block-size", "optimization-level",
-                "calculate-kv-scales", "kv-cache-dtype-skip-layers", "enable-expert-parallel", "quantization-config",
-                "mm-processor-cache-gb", "skip-mm-profiling", "max-seq-len-to-capture", "num-scheduler-steps",
-                "enable-chunked-prefill", "disable-hybrid-kv-cache-manager", "offload-group-size",
-                "offload-num-in-group", "cpu-offload-params", "offload-params", "offload-backend"}
-
+# vLLM flags that change GPU memory in ways kvfit does not model: a launch that sets one is refused with
+# exit 2 naming it (never dropped, never silently sized without it). The flags kvfit models are the vLLM
+# flags of kvfit/flags.py; every other flag vLLM knows does not touch GPU memory and passes through.
+NOT_MODELLED = {
+    "speculative-model": "old-style speculative decoding (use --speculative-config)",
+    "num-speculative-tokens": "old-style speculative decoding (use --speculative-config)",
+    "limit-mm-per-prompt": "multimodal profiling per modality", "mm-processor-kwargs": "multimodal profiling",
+    "skip-mm-profiling": "multimodal profiling", "mm-encoder-tp-mode": "the encoder's weights per GPU",
+    "compilation-config": "CUDA-graph capture", "cudagraph-capture-sizes": "CUDA-graph capture",
+    "max-cudagraph-capture-size": "CUDA-graph capture", "max-seq-len-to-capture": "CUDA-graph capture",
+    "optimization-level": "compilation and CUDA-graph capture", "kv-offloading-size": "KV offloading",
+    "kv-offloading-backend": "KV offloading", "kv-transfer-config": "KV transfer (disaggregated serving)",
+    "data-parallel-size": "data parallelism", "data-parallel-size-local": "data parallelism",
+    "enable-expert-parallel": "expert parallelism", "decode-context-parallel-size": "decode context parallelism",
+    "prefill-context-parallel-size": "prefill context parallelism", "mamba-cache-mode": "mamba state caching",
+    "mamba-block-size": "mamba state blocks", "kv-cache-dtype-skip-layers": "per-layer KV dtypes",
+    "quantization-config": "online quantization settings", "num-scheduler-steps": "V0 multi-step scheduling",
+    "offload-group-size": "weight offloading", "offload-num-in-group": "weight offloading",
+    "offload-prefetch-step": "weight offloading", "cpu-offload-params": "weight offloading",
+    "offload-params": "weight offloading", "offload-backend": "weight offloading",
+    "attention-backend": "the attention backend's block size and workspace", "enable-dbo": "dual-batch overlap",
+    "ubatch-size": "micro-batching", "mm-processor-cache-gb": "the multimodal processor cache",
+    "enable-eplb": "expert load balancing (redundant experts)", "eplb-config": "expert load balancing",
+    "kernel-config": "kernel workspaces", "moe-backend": "the fused-MoE workspace",
+}
+# Values of flags that are vLLM's defaults and so change nothing: allowed even though the flag is listed above.
+NOT_MODELLED_DEFAULTS = {"data-parallel-size": ("1",), "data-parallel-size-local": ("1",),
+                         "decode-context-parallel-size": ("1",), "prefill-context-parallel-size": ("1",),
+                         "enable-expert-parallel": ("False", "false"), "skip-mm-profiling": ("False", "false"),
+                         "enable-eplb": ("False", "false"), "enable-dbo": ("False", "false")}
 
 
 ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")

@@ -88,4 +88,24 @@ class Launch:
         out.update(dict(self.env))
         return out
 
+    @property
+    def gpu_pin(self) -> tuple[int | None, str | None]:
+        """How many GPUs the launch makes visible, and how it says so: CUDA_VISIBLE_DEVICES (shell prefix,
+        docker -e, env file) or docker's --gpus ("all" or a count/device list). (None, None): not pinned."""
+        for group in self.docker:
+            if group[0].startswith("--gpus"):
+                value = group[0].split("=", 1)[1] if "=" in group[0] else (group[1] if len(group) > 1 else "")
+                v = value.strip().strip("'\"")
+                if v.startswith("device="):
+                    ids = [x for x in v[len("device="):].split(",") if x.strip()]
+                    return len(ids) or None, f"docker --gpus {value}"
+                if v.isdigit():
+                    return int(v), f"docker --gpus {value}"
+                break
+        cvd = self.environment.get("CUDA_VISIBLE_DEVICES")
+        if cvd is not None and cvd.strip() not in ("", "all"):
+            ids = [x for x in cvd.split(",") if x.strip()]
+            return len(ids), f"CUDA_VISIBLE_DEVICES={cvd}"
+        return None, None
+
 

@@ -145,22 +145,22 @@ def _arg_groups(args: tuple[Arg, ...]) -> list[list[str]]:
     return groups
 
 
-def _render_serve(launch: Launch) -> str:
+def _render_serve(launch: Launch, width: int = 88) -> str:
     program = list(launch.program or ("vllm", "serve"))
     groups = _arg_groups(launch.args)
     head = list(launch.prefix) + program
     # A positional model right after the program stays on the first line.
     if groups and launch.args and launch.args[0].spelling == POSITIONAL and cli_tokens(launch.args[0]):
         head += groups.pop(0)
-    return _lines(head, groups)
+    return _lines(head, groups, width)
 
 
-def _render_docker(launch: Launch) -> str:
+def _render_docker(launch: Launch, width: int = 88) -> str:
     head = list(launch.prefix) + list(launch.program or ("docker", "run"))
     groups = [list(g) for g in launch.docker]
     groups.append([launch.image or "vllm/vllm-openai:latest", *launch.inner])
     groups += _arg_groups(launch.args)
-    return _lines(head, groups)
+    return _lines(head, groups, width)
 
 
 def _yaml_str(s: str) -> str:
@@ -378,18 +378,19 @@ def _splice(launch: Launch, command: str) -> str:
     return command
 
 
-def render(launch: Launch, form: str | None = None) -> str:
+def render(launch: Launch, form: str | None = None, width: int = 88) -> str:
     """The launch as text in `form` (default: its own). A launch read from a script or a Python file is
-    written back into that file's text, only the command or call replaced."""
+    written back into that file's text, only the command or call replaced. Shell forms longer than `width`
+    put one flag per line, continued with ` \\` (so a terminal selection pastes as one command)."""
     form = form or launch.form
     if form == launch.form and launch.unchanged:
         return launch.text
     if form != launch.form:
         launch = convert(launch, form)
     if form == "serve":
-        return _splice(launch, _render_serve(launch))
+        return _splice(launch, _render_serve(launch, width))
     if form == "docker":
-        return _splice(launch, _render_docker(launch))
+        return _splice(launch, _render_docker(launch, width))
     if form in ("yaml", "env") and launch.text is not None and launch.pristine is not None \
             and not (form == "env" and launch.env != _env_pairs(launch)):
         edited = _edit_lines(launch)
@@ -489,7 +490,7 @@ def updated(launch: Launch, changes: dict[str, Any]) -> Launch:
             for i in reversed(idx):
                 del args[i]
             continue
-        if value is False and not idx:
+        if value is False and not idx and KIND.get(key) != "bool":
             continue
         v = value if typed else _shell_value(key, value)
         if launch.form == "env":
@@ -520,3 +521,54 @@ def argv(launch: Launch) -> list[str]:
 
 
 # --- what kvfit reads from a launch --------------------------------------------------------------------
+
+
+def _more_ids(ids: list[str], n: int) -> list[str]:
+    """`ids` extended to n devices with the next indices not already listed (0 -> 0,1; 3 -> 3,4)."""
+    out = list(ids[:n])
+    nums = [int(x) for x in ids if x.strip().isdigit()]
+    k = (max(nums) + 1) if nums else 0
+    while len(out) < n:
+        if str(k) not in out:
+            out.append(str(k))
+        k += 1
+    return out
+
+
+def with_gpus(launch: Launch, n: int) -> Launch:
+    """The launch with its GPU pin (docker --gpus device list or count, CUDA_VISIBLE_DEVICES) widened or
+    narrowed to n GPUs; unchanged when it pins none or already n."""
+    count, _ = launch.gpu_pin
+    if count is None or count == n:
+        return launch
+    groups = []
+    for g in launch.docker:
+        if g[0].startswith("--gpus"):
+            joined = "=" in g[0]
+            value = g[0].split("=", 1)[1] if joined else (g[1] if len(g) > 1 else "")
+            quote = "'" if value.startswith("'") else ""
+            inner = value.strip("'")
+            dq = '"' if inner.startswith('"') else ""
+            inner = inner.strip('"')
+            if inner.startswith("device="):
+                new = "device=" + ",".join(_more_ids([x for x in inner[7:].split(",") if x.strip()], n))
+            else:
+                new = str(n)
+            new = f"{quote}{dq}{new}{dq}{quote}"
+            g = (f"--gpus={new}",) if joined else (g[0], new)
+        elif g[0] in ("-e", "--env") and len(g) == 2 and g[1].startswith("CUDA_VISIBLE_DEVICES="):
+            ids = [x for x in g[1].split("=", 1)[1].split(",") if x.strip()]
+            g = (g[0], "CUDA_VISIBLE_DEVICES=" + ",".join(_more_ids(ids, n)))
+        groups.append(tuple(g))
+    prefix = []
+    for tok in launch.prefix:
+        if tok.startswith("CUDA_VISIBLE_DEVICES="):
+            ids = [x for x in tok.split("=", 1)[1].split(",") if x.strip()]
+            tok = "CUDA_VISIBLE_DEVICES=" + ",".join(_more_ids(ids, n))
+        prefix.append(tok)
+    env = []
+    for k, v in launch.env:
+        if k == "CUDA_VISIBLE_DEVICES":
+            v = ",".join(_more_ids([x for x in v.split(",") if x.strip()], n))
+        env.append((k, v))
+    return replace(launch, docker=tuple(groups), prefix=tuple(prefix), env=tuple(env))

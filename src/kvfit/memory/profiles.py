@@ -250,3 +250,8 @@ def installed_vllm_version() -> str | None:
                 except OSError:
                     continue
     return None
+
+
+def known_releases() -> tuple[str, ...]:
+    """The first and newest vLLM release whose rules kvfit models (for `kvfit --version`)."""
+    return ("0.4.0", CURRENT_VERSION)

@@ -1,6 +1,7 @@
-"""The pure core: a model, a GPU and a launch in; vLLM's numbers, a verdict and the flags that fit out.
+"""The pure core: a model, a GPU and a launch in; vLLM's numbers and whether vLLM would serve the launch out.
 
-No files, network, GPU or printing here. cli.py gathers the inputs; render/ prints the result.
+No files, network, GPU or printing here. app/inputs.py gathers the inputs; plan/planner.py searches for the
+launch to recommend (every candidate is evaluated here); render/ prints.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from dataclasses import dataclass, field, replace
 
 from ..arch.model import ModelArch
 from ..arch import families as F
-from ..errors import BadInput
+from ..errors import BadFlag, BadInput
 from ..gpu.model import Gpu
 from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from ..kv.layout import KVLayout, KVOptions, build_layout
 from ..kv.specs import RequestContext
 from ..memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
 from ..memory.profiles import Profile, batch_defaults, resolve_batch, v0_batch, v0_chunked_prefill
+from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, weights_breakdown
 from ..units import GiB
 from ..settings import KV_CACHE_DTYPES, Settings
@@ -69,14 +71,6 @@ class Resolved:
 
 
 @dataclass(frozen=True)
-class Recommendation:
-    max_model_len: int | None                 # largest that fits at the chosen utilization
-    gpu_memory_utilization: float | None      # smallest that fits the asked length
-    utilization_reason: str | None
-    serve_flags: str
-
-
-@dataclass(frozen=True)
 class Result:
     model: Model
     gpu: Gpu
@@ -89,8 +83,8 @@ class Result:
     fits: bool
     reasons: tuple[str, ...]
     startup_ok: bool
-    recommendation: Recommendation
     notes: tuple[str, ...] = field(default=())
+    inventory: Inventory | None = None          # the weights as loaded (after --quantization)
 
 
 # --- resolution -------------------------------------------------------------------------------
@@ -294,9 +288,9 @@ def fullest_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
 # --- memory -------------------------------------------------------------------------------------
 
 def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, r: Resolved,
-                  layout: KVLayout) -> tuple[Memory, Overhead]:
+                  layout: KVLayout, inv: Inventory | None = None) -> tuple[Memory, Overhead]:
     arch = model.arch
-    inv = model.inventory or estimate_inventory(arch)
+    inv = inv or model.inventory or estimate_inventory(arch)
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     lora = LoraSpec(settings.max_loras, settings.max_lora_rank) if settings.enable_lora else None
     wb = weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora,
@@ -336,13 +330,28 @@ def v0_capacity(layout: KVLayout, ctx: RequestContext, available: int) -> Capaci
 
 # --- the check ----------------------------------------------------------------------------------
 
-def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile, *, recommend: bool = True) -> Result:
+def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Inventory, tuple[str, ...]]:
+    """The weights the launch loads: the checkpoint's, or an online --quantization of them (checked against the
+    checkpoint as vLLM checks it: memory/variants.py)."""
+    inv = model.inventory or estimate_inventory(model.arch)
+    method = check_quantization(model.arch, settings.quantization, model.id)
+    if settings.quantization is None or model.arch.quantization or method is None:
+        return inv, ()
+    if settings.device == "cuda" and gpu.compute_capability < (8, 0):
+        raise BadFlag(f"--quantization {method} needs compute capability 8.0 or newer; {gpu.name} has "
+                      f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}", flag="quantization")
+    q = online_quantized(model.arch, inv, method)
+    return q, (q.source.split("; ", 1)[-1],)
+
+
+def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Result:
     settings = settings.validate()
     arch = model.arch
     r = resolve(arch, settings, gpu, profile)
     layout = fullest_layout(arch, kv_options(r, settings, arch))
-    mem, _ = memory_budget(model, gpu, settings, profile, r, layout)
-    notes: list[str] = []
+    inv, qnotes = loaded_inventory(model, settings, gpu)
+    mem, _ = memory_budget(model, gpu, settings, profile, r, layout, inv)
+    notes: list[str] = list(qnotes)
 
     ctx = request_context(r, settings, arch)
     if r.auto_fit and layout.groups:
@@ -385,10 +394,8 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile, *, re
         reasons.append(f"one request of {r.max_model_len:,} tokens needs {cap.needed_bytes / 2**30:.2f} GiB of KV cache; "
                        f"{max(cap.check_bytes, 0) / 2**30:.2f} GiB is available")
     fits = startup_ok and cap.fits and not (r.auto_fit and cap.max_model_len_fit <= 0)
-
-    rec = recommend_flags(model, gpu, settings, profile, r, layout, mem, cap) if recommend else \
-        Recommendation(None, None, None, "")
-    return Result(model, gpu, profile, settings, r, layout, mem, cap, fits, tuple(reasons), startup_ok, rec, tuple(notes))
+    return Result(model, gpu, profile, settings, r, layout, mem, cap, fits, tuple(reasons), startup_ok, tuple(notes),
+                  inv)
 
 
 def max_startable_utilization(gpu: Gpu) -> float:
@@ -399,114 +406,3 @@ def max_startable_utilization(gpu: Gpu) -> float:
     while u > 0 and math.ceil(gpu.total_bytes * u) > gpu.free_bytes:
         u = round(u - 0.01, 2)
     return max(0.0, u)
-
-
-def _ceil2(x: float) -> float:
-    return math.ceil(x * 100 - 1e-9) / 100
-
-
-def _fits(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> bool:
-    try:
-        return evaluate(model, gpu, settings, profile, recommend=False).fits
-    except BadInput:
-        return False
-
-
-def serve_command(model_id: str, settings: Settings, length: int | None, util: float | None) -> str:
-    parts = [f"vllm serve {model_id}"]
-    if length:
-        parts.append(f"--max-model-len {length}")
-    if settings.kv_cache_memory_bytes is not None:
-        parts.append(f"--kv-cache-memory-bytes {settings.kv_cache_memory_bytes}")
-    elif util is not None:
-        parts.append(f"--gpu-memory-utilization {util:g}")
-    for flag, value, default in (
-            ("--tensor-parallel-size", settings.tensor_parallel_size, 1),
-            ("--pipeline-parallel-size", settings.pipeline_parallel_size, 1),
-            ("--dtype", settings.dtype, "auto"), ("--kv-cache-dtype", settings.kv_cache_dtype, "auto"),
-            ("--block-size", settings.block_size, None), ("--max-num-seqs", settings.max_num_seqs, None),
-            ("--max-num-batched-tokens", settings.max_num_batched_tokens, None),
-            ("--num-gpu-blocks-override", settings.num_gpu_blocks_override, None),
-            ("--cpu-offload-gb", settings.cpu_offload_gb and f"{settings.cpu_offload_gb:g}", 0.0),
-            ("--max-loras", settings.enable_lora and settings.max_loras, False),
-            ("--max-lora-rank", settings.enable_lora and settings.max_lora_rank, False),
-            ("--mamba-cache-dtype", settings.mamba_cache_dtype, "auto"),
-            ("--mamba-ssm-cache-dtype", settings.mamba_ssm_cache_dtype, "auto")):
-        if value != default and value is not None:
-            parts.append(f"{flag} {value}")
-    if settings.speculative_method:
-        spec = {"method": settings.speculative_method, "num_speculative_tokens": settings.num_speculative_tokens}
-        if settings.speculative_model:
-            spec["model"] = settings.speculative_model
-        parts.append("--speculative-config '" + json.dumps(spec, separators=(",", ":")) + "'")
-    for flag, on in (("--enable-lora", settings.enable_lora), ("--enforce-eager", settings.enforce_eager),
-                     ("--disable-sliding-window", settings.disable_sliding_window),
-                     ("--disable-hybrid-kv-cache-manager", settings.disable_hybrid_kv_cache_manager),
-                     ("--enable-prefix-caching", settings.enable_prefix_caching is True),
-                     ("--no-enable-prefix-caching", settings.enable_prefix_caching is False)):
-        if on:
-            parts.append(flag)
-    return " ".join(parts)
-
-
-def recommend_flags(model: Model, gpu: Gpu, settings: Settings, profile: Profile, r: Resolved,
-                    layout: KVLayout, mem: Memory, cap: Capacity) -> Recommendation:
-    """Both answers people need, each re-checked through evaluate(): the longest max_model_len at the
-    chosen utilization, and the smallest utilization that serves the asked length."""
-    arch = model.arch
-    if not layout.groups:
-        return Recommendation(r.max_model_len, r.gpu_memory_utilization, None,
-                              serve_command(model.id, settings, r.max_model_len, r.gpu_memory_utilization))
-    top = max(arch.derived_max_len, r.max_model_len)
-    full = request_context(r, settings, arch, length=top)
-    check = mem.kv_available_bytes - layout.bytes_per_block
-    if profile.engine == "V0":
-        best = min(top, max(0, mem.kv_available_bytes // layout.bytes_per_block) * layout.block_size)
-    else:
-        best = estimate_max_model_len(layout, full, check) if check > 0 else 0
-    at_util = replace(settings, gpu_memory_utilization=r.gpu_memory_utilization)
-    # vLLM refuses to start when free memory < total x utilization: then no length fits at this utilization.
-    starts = (gpu.free_bytes is None or settings.device != "cuda" or not profile.startup_free_check
-              or gpu.free_bytes >= mem.requested_bytes)
-    kv_fixed_start = None        # with --kv-cache-memory-bytes only the startup check needs a lower utilization
-    if not starts and settings.kv_cache_memory_bytes is not None and max_startable_utilization(gpu) > 0:
-        kv_fixed_start = max_startable_utilization(gpu)
-        at_util = replace(settings, gpu_memory_utilization=kv_fixed_start)
-    elif not starts:
-        best = 0
-    while best > 0 and not _fits(model, gpu, replace(at_util, max_model_len=best), profile):
-        best -= layout.block_size       # batch defaults shrink with the length; re-check each step
-
-    util: float | None = None
-    reason = None
-    if settings.kv_cache_memory_bytes is not None:
-        reason = "--kv-cache-memory-bytes sets the KV budget directly; utilization does not apply"
-        if not starts:
-            reason = ("vLLM checks free memory >= total x gpu_memory_utilization at startup even with "
-                      "--kv-cache-memory-bytes: " + (f"use --gpu-memory-utilization {kv_fixed_start:g} or lower"
-                                                     if kv_fixed_start else "no utilization starts until other "
-                                                     "processes free memory"))
-    else:
-        need = mem.weights_bytes + mem.activation_bytes + mem.cudagraph_bytes + mem.non_torch_bytes \
-            + cap.needed_bytes + (0 if profile.engine == "V0" else layout.bytes_per_block)
-        util = _ceil2(need / gpu.total_bytes)
-        # A named GPU is assumed idle but for the CUDA context vLLM's process creates before its check.
-        ceiling = max_startable_utilization(gpu if gpu.free_bytes is not None or settings.device != "cuda" else
-                                            replace(gpu, free_bytes=gpu.total_bytes - CUDA_CONTEXT_BYTES))
-        fixed = replace(settings, max_model_len=r.max_model_len if not r.auto_fit else -1)
-        while util <= ceiling and not _fits(model, gpu, replace(fixed, gpu_memory_utilization=util), profile):
-            util = round(util + 0.01, 2)
-        if util > ceiling:
-            reason = (f"serving {r.max_model_len:,} tokens needs gpu_memory_utilization {util:.2f}, more than "
-                      + ("the GPU's free memory allows" if gpu.free_bytes is not None else "an idle GPU allows beside the CUDA context")
-                      + f" ({ceiling:.2f})")
-            util = None
-    if cap.fits and starts and r.gpu_memory_utilization is not None:
-        flags = serve_command(model.id, settings, r.max_model_len, r.gpu_memory_utilization)
-    elif util is not None:
-        flags = serve_command(model.id, settings, r.max_model_len, util)
-    else:
-        flags = serve_command(model.id, settings, best or None, r.gpu_memory_utilization)
-    if kv_fixed_start is not None:
-        flags += f" --gpu-memory-utilization {kv_fixed_start:g}"
-    return Recommendation(best or None, util, reason, flags)

@@ -1,24 +1,35 @@
-"""The human report: verdict first, then the numbers, then the flags to paste."""
+"""The report people read: the verdict and its one reason first, then the fix and the command to paste,
+then where the memory goes. `--details` adds the numbers behind it, vLLM's what-ifs, the policy, the
+alternatives and the notes.
+
+A command meant to be copied is printed as plain text, outside any box, never wrapped by rich: one flag per
+line continued with ` \\` when it does not fit the terminal, so a selection pastes as one working command.
+"""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .. import launch as L
+from ..plan.alternatives import short_name
 from ..plan.evaluate import Result
-
-GiB = 1 << 30
+from ..units import GiB
 
 
 def _g(n: int) -> str:
     return f"{n / GiB:,.2f} GiB"
 
 
+def gpu_label(res: Result) -> str:
+    n = res.settings.tensor_parallel_size * res.settings.pipeline_parallel_size
+    return (f"{n} x " if n > 1 else "") + res.gpu.name
+
+
 def memory_bar(res: Result, width: int = 60) -> Text:
-    """Where the GPU's memory goes: weights, activation, CUDA graphs, other, KV, left free (GiB)."""
+    """Where one GPU's memory goes: weights, activation, CUDA graphs, other, KV, left free (GiB)."""
     m = res.memory
     parts = [("weights", m.weights_bytes, "blue"), ("activation", m.activation_bytes, "magenta"),
              ("CUDA graphs", m.cudagraph_bytes, "yellow"), ("other", m.non_torch_bytes, "white"),
@@ -33,92 +44,204 @@ def memory_bar(res: Result, width: int = 60) -> Text:
         bar.append("█" * cells, style=style)
     bar.append("\n")
     for label, n, style in parts:
+        if n <= 0 and label in ("CUDA graphs", "activation"):
+            continue
         bar.append("■ ", style=style)
-        bar.append(f"{label} {n / GiB:.2f}  ")
-    bar.append("GiB")
-    extras = []
-    if m.lora_bytes:
-        extras.append(f"weights include {m.lora_bytes / GiB:.2f} GiB of LoRA slots")
-    if m.cpu_offload_bytes:
-        extras.append(f"{m.cpu_offload_bytes / GiB:.2f} GiB of weights offloaded to CPU (--cpu-offload-gb)")
-    if extras:
-        bar.append("\n" + "; ".join(extras), style="dim")
+        bar.append(f"{label} {max(0, n) / GiB:.2f}  ")
+    bar.append("GiB per GPU")
     return bar
 
 
-def verdict_text(res: Result) -> Text:
-    r, cap = res.resolved, res.capacity
-    if res.fits:
-        t = Text("✔ FITS", style="bold green")
-        t.append(f"  {res.model.id} at max_model_len {r.max_model_len:,} on {res.gpu.name}: "
-                 f"{cap.kv_cache_tokens:,} KV tokens, {cap.max_concurrency:.2f}x concurrency")
+def print_command(console: Console, launch: L.Launch, form: str | None = None) -> None:
+    """A launch to paste: plain lines, wrapped only at flag boundaries with ` \\`, never by rich."""
+    width = max(40, min(console.width, 120))
+    text = L.render(launch, form, width=width - 2).rstrip("\n")
+    console.print(text, markup=False, highlight=False, soft_wrap=True, emoji=False)
+
+
+def _seqs(c) -> str:
+    if c.resident is None:
+        return "no KV limit"
+    return f"{c.resident} x {c.max_model_len:,}-token sequences resident"
+
+
+def outcome(c) -> str:
+    """One line: what a checked launch gives."""
+    cap = c.result.capacity
+    s = c.settings
+    how = (f"KV budget {_g(s.kv_cache_memory_bytes)}" if s.kv_cache_memory_bytes is not None
+           else f"gpu_memory_utilization {c.utilization:g}")
+    conc = f"{cap.max_concurrency:.2f}x concurrency" if cap.max_concurrency != float("inf") else "no KV limit"
+    return f"max_model_len {c.max_model_len:,}, {how}: {cap.kv_cache_tokens:,} KV tokens, {conc}"
+
+
+def headline(g, goals_asked: bool) -> Text:
+    pl, res = g.plan, g.plan.as_given.result
+    where = f"{res.model.id} on {gpu_label(res)}"
+    if pl.ok:
+        t = Text("✔ MEETS THE GOALS" if goals_asked else "✔ FITS", style="bold green")
+        cap = res.capacity
+        t.append(f"  {where}: max_model_len {res.resolved.max_model_len:,}, {cap.kv_cache_tokens:,} KV tokens, "
+                 f"{cap.max_concurrency:.2f}x concurrency")
+        return t
+    if pl.nothing_fits:
+        word = "NOTHING ON THIS GPU MEETS THE GOALS" if goals_asked else "NO LAUNCH FITS THIS GPU"
+        if res.settings.tensor_parallel_size * res.settings.pipeline_parallel_size > 1:
+            word = word.replace("THIS GPU", "THESE GPUS")
+        t = Text(f"✘ {word}", style="bold red")
     else:
-        t = Text("✘ DOES NOT FIT", style="bold red")
-        t.append(f"  {res.model.id} at max_model_len {r.max_model_len:,} on {res.gpu.name}")
-        for reason in res.reasons:
-            t.append(f"\n  • {reason}")
+        t = Text("✘ DOES NOT MEET THE GOALS" if goals_asked else "✘ DOES NOT FIT", style="bold red")
+    t.append(f"  {where} at max_model_len {res.resolved.max_model_len:,}")
+    failed = pl.failed
+    if failed:
+        check, why = failed
+        label = {"fits": "", "headroom": "", "context": "context: ", "concurrency": "concurrency: ",
+                 "max_vram": "max-vram: "}.get(check, "")
+        t.append(f"\n  {label}{why}")
     return t
 
 
-def render(res: Result, console: Console) -> None:
-    r, m, cap, lay, arch = res.resolved, res.memory, res.capacity, res.layout, res.model.arch
-    console.print(Panel(verdict_text(res), expand=False))
+def render(console: Console, a, *, details: bool = False) -> None:
+    """One GPU's answer (a: app.check.Answer with one GPU)."""
+    inp, g = a.inputs, a.per_gpu[0]
+    pl = g.plan
+    res = pl.as_given.result
+    goals_asked = pl.goals.active
+    for w in inp.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+    console.print(headline(g, goals_asked))
+    if goals_asked:
+        console.print(f"[dim]  goals: {escape(pl.goals.describe())}; headroom {pl.policy.headroom_text}[/]")
+    console.print()
+    rec = g.recommended
+    if rec is None:
+        console.print("[red]No launch kvfit checked meets the goals.[/]" if goals_asked else
+                      "[red]No launch kvfit checked fits.[/]"
+                      + (" See the alternatives (--details)." if not details and g.alternatives else ""))
+    elif rec.option.label == "as given":
+        console.print("[bold]Launch[/] (as given):")
+        print_command(console, rec.launch)
+    else:
+        o = rec.option
+        needs = f" [yellow](needs {escape(rec.needs)})[/]" if rec.needs else ""
+        console.print(f"[bold]Fix:[/] {escape(o.label)}{needs}")
+        console.print(f"  [dim]{escape(outcome(o.check))}; keeps {pl.policy.headroom_text} headroom[/]")
+        if rec.launch is not None:
+            print_command(console, rec.launch)
+    console.print()
+    console.print(memory_bar(res))
+    for n in inp.notes:
+        console.print(f"[dim]note: {escape(n)}[/]")
+    if details:
+        render_details(console, a)
+    else:
+        more = [f"{len(g.alternatives)} alternatives"] if g.alternatives else []
+        console.print(f"[dim]--details: the numbers behind this, vLLM's what-ifs"
+                      + (", " + ", ".join(more) if more else "") + "[/]")
 
+
+def render_details(console: Console, a) -> None:
+    inp, g = a.inputs, a.per_gpu[0]
+    pl = g.plan
+    res = pl.as_given.result
+    r, m, cap, lay, arch = res.resolved, res.memory, res.capacity, res.layout, res.model.arch
+    console.print()
     t = Table(show_header=False, box=None, pad_edge=False)
-    t.add_column(style="bold")
+    t.add_column(style="bold", no_wrap=True)
     t.add_column()
-    # Names and paths come from the user, config.json or NVML: escaped, never read as rich markup.
     t.add_row("model", f"{escape(res.model.id)}  [dim]({res.model.source}: {escape(res.model.detail)})[/]")
-    t.add_row("architecture", f"{escape(arch.model_type)}, {arch.family}, {arch.num_hidden_layers} layers, "
-              f"{r.model_dtype} weights, KV {r.kv_cache_dtype}")
-    t.add_row("GPU", f"{escape(res.gpu.name)}, {_g(res.gpu.total_bytes)} total"
+    layers = f"{arch.num_hidden_layers} layers" + (f" ({len(arch.layers)} with KV)"
+                                                     if len(arch.layers) != arch.num_hidden_layers else "")
+    t.add_row("architecture", f"{escape(arch.model_type)}, {arch.family}, {layers}, {r.model_dtype} weights"
+              + (f" ({escape(arch.quantization)})" if arch.quantization else "") + f", KV {r.kv_cache_dtype}")
+    t.add_row("GPU", f"{escape(gpu_label(res))}, {_g(res.gpu.total_bytes)} each"
               + (f", {_g(res.gpu.free_bytes)} free" if res.gpu.free_bytes is not None else "")
               + f"  [dim]({escape(res.gpu.source)})[/]")
     t.add_row("vLLM", f"{res.profile.version} ({res.profile.name} profile)")
-    t.add_row("settings", f"max_model_len {r.max_model_len:,}, gpu_memory_utilization {r.gpu_memory_utilization}, "
-              f"max_num_batched_tokens {r.max_num_batched_tokens:,}, max_num_seqs {r.max_num_seqs}, "
-              f"TP {res.settings.tensor_parallel_size}" + (", eager" if res.settings.enforce_eager else ""))
-    t.add_row("KV per token", f"{lay.kv_bytes_per_token:,} B per GPU ({lay.layers_on_rank} layers), "
-              f"block {lay.block_size}, {lay.bytes_per_block:,} B per block"
-              + (f", {len(lay.groups)} groups, {lay.padding_layers} padding layers" if not lay.uniform else "")
-              + (f"; attention block raised to {lay.attention_block_size} and mamba page padded "
-                 f"{lay.mamba_page_padding:.2f}% (vLLM's hybrid alignment)" if lay.mamba_page_padding else ""))
-    weights_note = " (estimated from the architecture)" if m.weights_estimated else ""
-    t.add_row("memory", f"requested {_g(m.requested_bytes)} = weights {_g(m.weights_bytes)}{weights_note} + "
-              f"activation {_g(m.activation_bytes)} + CUDA graphs {_g(m.cudagraph_bytes)} + "
-              f"other {_g(m.non_torch_bytes)} + KV {_g(m.kv_available_bytes)}"
-              if not m.explicit_kv_budget else f"KV budget {_g(m.kv_available_bytes)} (--kv-cache-memory-bytes)")
-    t.add_row("capacity", f"{cap.num_blocks:,} blocks, {cap.kv_cache_tokens:,} tokens, "
-              f"max concurrency {cap.max_concurrency:.2f}x at {r.max_model_len:,} tokens")
+    t.add_row("settings", f"max_model_len {r.max_model_len:,}, gpu_memory_utilization {r.gpu_memory_utilization:g}, "
+              f"max_num_batched_tokens {r.max_num_batched_tokens:,}, max_num_seqs {r.max_num_seqs}"
+              + (", eager" if res.settings.enforce_eager else ""))
+    t.add_row("KV per token", f"{lay.kv_bytes_per_token:,} B per GPU, block {lay.block_size}, "
+              f"{lay.bytes_per_block:,} B per block"
+              + (f", {len(lay.groups)} groups" if not lay.uniform else ""))
+    wsrc = res.inventory.source if res.inventory is not None else ""
+    if m.explicit_kv_budget:
+        mem = f"KV budget {_g(m.kv_available_bytes)} (--kv-cache-memory-bytes); weights {_g(m.weights_bytes)}"
+    else:
+        mem = (f"requested {_g(m.requested_bytes)} = weights {_g(m.weights_bytes)} + activation "
+               f"{_g(m.activation_bytes)} + CUDA graphs {_g(m.cudagraph_bytes)} + other {_g(m.non_torch_bytes)} + "
+               f"KV {_g(max(0, m.kv_available_bytes))}")
+    t.add_row("memory", mem)
+    if m.weights_estimated or wsrc:
+        t.add_row("weights", f"[dim]{'estimated: ' if m.weights_estimated else ''}{escape(wsrc)}[/]")
+    t.add_row("capacity", f"{cap.num_blocks:,} blocks, {cap.kv_cache_tokens:,} tokens, max concurrency "
+              f"{cap.max_concurrency:.2f}x at {r.max_model_len:,} tokens")
+    w = pl.what_if
+    wi = []
+    if w.longest_max_model_len:
+        wi.append(f"longest max_model_len at {r.gpu_memory_utilization:g}: {w.longest_max_model_len:,}")
+    if w.min_gpu_memory_utilization is not None:
+        wi.append(f"least gpu_memory_utilization for {r.max_model_len:,}: {w.min_gpu_memory_utilization:g}")
+    if wi:
+        t.add_row("vLLM what-ifs", "; ".join(wi) + " [dim](no headroom)[/]")
+    t.add_row("policy", f"headroom {pl.policy.headroom_text}; utilization ceiling {pl.policy.ceiling:.2f} "
+              f"[dim]({escape(pl.policy.ceiling_reason)})[/]")
     console.print(t)
-    console.print(memory_bar(res))
-    for note in (*res.notes, *(f"inferred: {x}" for x in arch.inferred)):
+    if g.kv_pinned is not None and g.kv_pinned.launch is not None:
+        k = g.kv_pinned.option.check.settings.kv_cache_memory_bytes
+        console.print(f"\n[bold]Or pin the KV cache[/] (--kv-cache-memory-bytes {k}, {_g(k)}: vLLM skips KV "
+                      "profiling, so the size cannot drift):")
+        print_command(console, g.kv_pinned.launch)
+    if g.alternatives:
+        console.print()
+        console.print(alternatives_table(g))
+    notes = [*res.notes, *pl.notes, *(f"inferred: {x}" for x in arch.inferred)]
+    for n in notes:
+        console.print(f"[dim]note: {escape(n)}[/]")
+
+
+def alternatives_table(g) -> Table:
+    t = Table(title="alternatives, cheapest first (util: least that meets the goals; context: longest at your "
+                    "utilization)", title_justify="left")
+    for col, kw in (("#", {}), ("change", {"overflow": "fold"}), ("meets", {}), ("util", {}), ("context", {}),
+                    ("needs / costs", {"overflow": "fold"})):
+        t.add_column(col, **kw)
+    for i, p in enumerate(g.alternatives[:12], 1):
+        o = p.option
+        t.add_row(str(i), escape(o.label), "[green]yes[/]" if o.meets else "[red]no[/]",
+                  f"{o.least_util:g}" if o.least_util is not None and o.meets else "-",
+                  f"{o.context:,}" if o.context else "-",
+                  escape((f"{p.needs}; " if p.needs else "") + o.cost))
+    return t
+
+
+def render_table(console: Console, a) -> None:
+    """No GPU named or probed: the launch on common GPUs (vLLM's numbers), and how to get a verdict."""
+    inp = a.inputs
+    first = a.per_gpu[0].plan.as_given.result
+    console.print(f"[bold]{escape(first.model.id)}[/] at max_model_len {first.resolved.max_model_len:,} on common "
+                  f"GPUs (vLLM {first.profile.version}; no GPU named or probed: {escape(inp.probe_note or '')})")
+    t = Table(box=None, pad_edge=False, show_edge=False)
+    for col, kw in (("GPU", {"no_wrap": True}), ("GiB", {"justify": "right"}), ("fits", {}),
+                    ("KV tokens", {"justify": "right"}), ("conc.", {"justify": "right"}),
+                    ("longest", {"justify": "right"}), ("min util", {"justify": "right"})):
+        t.add_column(col, **kw)
+    for g in a.per_gpu:
+        res = g.plan.as_given.result
+        w = g.plan.what_if
+        mu = w.min_gpu_memory_utilization
+        ceiling = g.plan.policy.ceiling
+        t.add_row(escape(short_name(res.gpu.name)), f"{res.gpu.total_bytes / GiB:.1f}",
+                  "[green]yes[/]" if g.ok else "[red]no[/]", f"{res.capacity.kv_cache_tokens:,}",
+                  f"{res.capacity.max_concurrency:.2f}x",
+                  f"{w.longest_max_model_len:,}" if w.longest_max_model_len else "-",
+                  "-" if mu is None else (f"{mu:g}" if mu <= ceiling else f"[red]{mu:g}[/]"))
+    console.print(t)
+    n = sum(g.ok for g in a.per_gpu)
+    console.print(f"[dim]longest: max_model_len that fits at the launch's utilization; min util: the least that "
+                  f"serves {first.resolved.max_model_len:,} (red: over kvfit's {a.per_gpu[0].plan.policy.ceiling:.2f} "
+                  "ceiling). vLLM's numbers, no headroom.[/]")
+    console.print(f"Fits {n} of {len(a.per_gpu)} (exit {0 if n else 1}). For a verdict and a launch to paste, name "
+                  "the GPU: --gpu \"RTX 4090\" or --gpu-memory 24GiB.")
+    for note in inp.notes:
         console.print(f"[dim]note: {escape(note)}[/]")
-
-    rec = res.recommendation
-    lines = []
-    if rec.max_model_len is not None:
-        at = r.gpu_memory_utilization if res.startup_ok else "a utilization that starts"
-        lines.append(f"largest max_model_len at {'utilization ' if res.startup_ok else ''}{at}: {rec.max_model_len:,}")
-    if rec.gpu_memory_utilization is not None:
-        lines.append(f"smallest gpu_memory_utilization for {r.max_model_len:,} tokens: {rec.gpu_memory_utilization:g}")
-    elif rec.utilization_reason:
-        lines.append(rec.utilization_reason)
-    lines.append("")
-    lines.append(rec.serve_flags)
-    console.print(Panel(escape("\n".join(lines)), title="recommended launch", expand=False))
-
-
-def render_table(results: list[Result], console: Console, title: str) -> None:
-    """The fit on several GPUs (no GPU probed or named)."""
-    t = Table(title=escape(title))
-    for col in ("GPU", "total", "fits", "KV tokens", "concurrency", "max_model_len fit", "min utilization"):
-        t.add_column(col)
-    for res in results:
-        rec = res.recommendation
-        t.add_row(escape(res.gpu.name), _g(res.gpu.total_bytes),
-                  "[green]yes[/]" if res.fits else "[red]no[/]",
-                  f"{res.capacity.kv_cache_tokens:,}", f"{res.capacity.max_concurrency:.2f}x",
-                  f"{rec.max_model_len:,}" if rec.max_model_len else "-",
-                  f"{rec.gpu_memory_utilization:g}" if rec.gpu_memory_utilization else "-")
-    console.print(t)

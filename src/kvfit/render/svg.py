@@ -120,60 +120,67 @@ def _memory_parts(res) -> tuple[list[tuple[str, int]], int]:
     return parts, max(m.total_bytes, sum(n for _, n in parts))
 
 
-def check_svg(results, plans, p, form: str) -> str:
-    """The check report: verdict, numbers, where the memory goes, the plan and the launch."""
+def check_svg(a, form: str) -> str:
+    """The check report: verdict, numbers, where the memory goes, the recommended launch, the alternatives."""
     from .. import launch as L
-    from ..app.plan import corrected
-    from .forms import summary
+    from .report import gpu_label, outcome
 
     s = Svg()
-    if len(results) == 1:
-        res, pl = results[0], plans[0]
-        ok = pl.meets
-        word = ("MEETS THE GOALS" if p.goals.strict else "FITS") if ok else \
-            ("DOES NOT MEET THE GOALS" if p.goals.strict else "DOES NOT FIT")
-        s.line(("✔ " if ok else "✘ ") + word, 18, GREEN if ok else RED, "bold", gap=24)
-        s.line(f"{res.model.id} on {res.gpu.name} ({res.gpu.total_bytes / GiB:.2f} GiB), vLLM {res.profile.version}",
-               13, INK, "bold")
+    if not a.table:
+        g = a.per_gpu[0]
+        pl = g.plan
+        res = pl.as_given.result
+        asked = pl.goals.active
+        word = ("MEETS THE GOALS" if asked else "FITS") if pl.ok else \
+            ("DOES NOT MEET THE GOALS" if asked else "DOES NOT FIT")
+        s.line(("✔ " if pl.ok else "✘ ") + word, 18, GREEN if pl.ok else RED, "bold", gap=24)
+        s.line(f"{res.model.id} on {gpu_label(res)} ({res.gpu.total_bytes / GiB:.2f} GiB each), vLLM "
+               f"{res.profile.version}", 13, INK, "bold")
+        if pl.failed:
+            s.line(pl.failed[1], 12, RED)
         r, cap, lay = res.resolved, res.capacity, res.layout
         s.line(f"max_model_len {r.max_model_len:,} · gpu_memory_utilization {r.gpu_memory_utilization:g} · "
-               f"max_num_seqs {r.max_num_seqs} · max_num_batched_tokens {r.max_num_batched_tokens:,} · "
-               f"TP {res.settings.tensor_parallel_size}", 12, DIM)
+               f"max_num_seqs {r.max_num_seqs} · max_num_batched_tokens {r.max_num_batched_tokens:,}", 12, DIM)
         s.line(f"KV {lay.kv_bytes_per_token:,} B/token per GPU · {cap.num_blocks:,} blocks · "
                f"{cap.kv_cache_tokens:,} tokens · max concurrency {cap.max_concurrency:.2f}x", 12, DIM)
         s.y += 6
         parts, total = _memory_parts(res)
         s.bar(parts, total)
-        if p.goals.strict:
-            s.line("goals: " + p.goals.describe(), 12)
-        s.line("as given: " + summary(pl.as_given), 12)
-        for u in pl.as_given.unmet:
-            s.line("  • " + u, 12, RED)
-        if pl.recommended is not None:
-            s.line("recommended: " + pl.recommended.label, 12, INK, "bold")
-            s.line("  " + summary(pl.recommended.check), 12)
-            s.y += 4
-            s.lines(L.render(corrected(p, pl.recommended.check), form).rstrip("\n"), size=12, fill="#0b4f8a",
-                    indent=24, gap=16)
+        if asked:
+            s.line("goals: " + pl.goals.describe(), 12)
+        s.line(f"policy: headroom {pl.policy.headroom_text}, utilization ceiling {pl.policy.ceiling:.2f}", 12, DIM)
+        rec = g.recommended
+        if rec is not None:
+            label = "launch (as given)" if rec.option.label == "as given" else "recommended: " + rec.option.label
+            s.line(label + (f" (needs {rec.needs})" if rec.needs else ""), 12, INK, "bold")
+            s.line("  " + outcome(rec.option.check), 12)
+            if rec.launch is not None:
+                s.y += 4
+                s.lines(L.render(rec.launch, form).rstrip("\n"), size=12, fill="#0b4f8a", indent=24, gap=16)
             s.y += 6
-        if pl.alternatives:
+        if g.alternatives:
             rows, colors = [], []
-            for o in pl.alternatives[:10]:
+            for p in g.alternatives[:10]:
+                o = p.option
                 rows.append([o.label[:44], "yes" if o.meets else "no",
-                             f"{o.util:g}" if o.util is not None and o.meets else "-",
-                             f"{o.max_len:,}" if o.max_len else "-", "-" if o.resident is None else str(o.resident)])
-                colors.append([None, GREEN if o.meets else RED, None, None, None])
+                             f"{o.least_util:g}" if o.least_util is not None and o.meets else "-",
+                             f"{o.context:,}" if o.context else "-", (p.needs or o.cost or "")[:30]])
+                colors.append([None, GREEN if o.meets else RED, None, None, DIM])
             s.line("alternatives (cheapest first)", 13, INK, "bold")
-            s.table(["change", "meets", "util", "context", "seqs"], rows, [380, 70, 70, 110, 60], colors)
+            s.table(["change", "meets", "util", "context", "needs / costs"], rows, [330, 60, 60, 100, 230], colors)
     else:
-        s.line(f"{p.model.id}: fit on common GPUs (vLLM {p.profile.version})", 16, INK, "bold", gap=24)
+        first = a.per_gpu[0].plan.as_given.result
+        s.line(f"{first.model.id}: fit on common GPUs (vLLM {first.profile.version}; no GPU named)", 16, INK, "bold",
+               gap=24)
         rows, colors = [], []
-        for res, pl in zip(results, plans):
-            rows.append([res.gpu.name, f"{res.gpu.total_bytes / GiB:.2f}", "yes" if pl.meets else "no",
+        for g in a.per_gpu:
+            res = g.plan.as_given.result
+            w = g.plan.what_if
+            rows.append([res.gpu.name, f"{res.gpu.total_bytes / GiB:.2f}", "yes" if g.ok else "no",
                          f"{res.capacity.kv_cache_tokens:,}", f"{res.capacity.max_concurrency:.2f}x",
-                         pl.recommended.label if pl.recommended else "-"])
-            colors.append([None, None, GREEN if pl.meets else RED, None, None, None])
-        s.table(["GPU", "GiB", "fits", "KV tokens", "conc.", "recommended"], rows, [250, 70, 50, 110, 80, 260], colors)
+                         f"{w.longest_max_model_len:,}" if w.longest_max_model_len else "-"])
+            colors.append([None, None, GREEN if g.ok else RED, None, None, None])
+        s.table(["GPU", "GiB", "fits", "KV tokens", "conc.", "longest"], rows, [250, 70, 50, 110, 80, 120], colors)
     return s.render()
 
 

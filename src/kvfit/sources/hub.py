@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import HubError, ModelNotFound
+from ..errors import GatedModel, HubError, HubUnreachable, ModelNotFound
 from ..memory.weights import Inventory
 from .model import ModelSource, read_json_file
 
@@ -82,14 +82,14 @@ def _translate(e: Exception, repo_id: str, what: str) -> Exception:
     from huggingface_hub import errors as E
 
     if isinstance(e, _Deadline):
-        return HubError(f"the Hub did not answer within {TIMEOUT_S:g} s for {repo_id} ({what})",
+        return HubUnreachable(f"the Hub did not answer within {TIMEOUT_S:g} s for {repo_id} ({what})",
                         "Check the network or proxy (KVFIT_HUB_TIMEOUT sets the wait), or work offline with a "
                         "local directory or a bundled model (--offline).")
     if isinstance(e, E.GatedRepoError):
         if _has_token():
-            return HubError(f"{repo_id} is gated and the token in HF_TOKEN has no access to it ({what})",
+            return GatedModel(f"{repo_id} is gated and the token in HF_TOKEN has no access to it ({what})",
                             "Accept the model's licence on its Hub page with the account of that token.")
-        return HubError(f"{repo_id} is gated: the Hub refused {what} without a token",
+        return GatedModel(f"{repo_id} is gated: the Hub refused {what} without a token",
                         "Accept the model's licence on its Hub page, then set HF_TOKEN to a token of that account.")
     if isinstance(e, E.RepositoryNotFoundError):
         private = ("with the token in HF_TOKEN" if _has_token() else
@@ -101,7 +101,7 @@ def _translate(e: Exception, repo_id: str, what: str) -> Exception:
     # LocalEntryNotFoundError (no connection and nothing cached) subclasses EntryNotFoundError:
     # test it first, or a network failure reads as "the file does not exist".
     if isinstance(e, E.LocalEntryNotFoundError):
-        return HubError(f"the Hub could not be reached for {repo_id} ({what})",
+        return HubUnreachable(f"the Hub could not be reached for {repo_id} ({what})",
                         "Check the network, or work offline with a local directory or a bundled model.")
     if isinstance(e, (E.EntryNotFoundError, getattr(E, "RemoteEntryNotFoundError", E.EntryNotFoundError))):
         return ModelNotFound(f"{repo_id} has no {what} on the Hub")
@@ -112,12 +112,12 @@ def _translate(e: Exception, repo_id: str, what: str) -> Exception:
         return ModelNotFound(_redact(f"{repo_id!r} is not a valid Hugging Face id: {e}"))
     name = e.__class__.__name__
     if "Timeout" in name or isinstance(e, TimeoutError):
-        return HubError(f"the Hub did not answer within {TIMEOUT_S:g} s for {repo_id} ({what}, {name})",
+        return HubUnreachable(f"the Hub did not answer within {TIMEOUT_S:g} s for {repo_id} ({what}, {name})",
                         "Check the network or proxy (KVFIT_HUB_TIMEOUT sets the wait), or work offline with a "
                         "local directory or a bundled model (--offline).")
     if "Connect" in name or "Network" in name or isinstance(e, (ConnectionError, OSError)):
         reason = (str(e).splitlines() or [""])[0][:200]
-        return HubError(_redact(f"the Hub could not be reached for {repo_id} ({name}: {reason})"),
+        return HubUnreachable(_redact(f"the Hub could not be reached for {repo_id} ({name}: {reason})"),
                         "Check the network or proxy, or work offline with a local directory or a bundled "
                         "model (--offline).")
     return HubError(_redact(f"the Hub request for {repo_id} failed: {name}: {e}"))
