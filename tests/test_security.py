@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))     # the shared fakes in tests/fuzz (importlib mode)
 
-from fuzz.harness import assert_contract, hermetic, run_entry, run_typer
+from fuzz.harness import assert_contract, hermetic, run_direct, run_entry
 from fuzz.hub_fake import FakeHub, closed_port_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def test_remote_code_repository_in_process(tmp_path):
     repo, marks = remote_code_repo(tmp_path)
     with hermetic(tmp_path):
         before = set(sys.modules)
-        o = run_typer(["check", str(repo), "--gpu", "H100", "--json"])
+        o = run_direct(["check", str(repo), "--gpu", "H100", "--json"])
         assert_contract(o, json_out=True)
         new = set(sys.modules) - before
     assert not {m for m in new if m.split(".")[0] in ("configuration_evil", "modeling_evil", "tokenization_evil")}
@@ -165,7 +165,7 @@ def test_token_in_a_hub_error_is_redacted(tmp_path, monkeypatch):
     with hermetic(tmp_path) as (mp, guard):
         mp.delenv("HF_HUB_OFFLINE")
         mp.setenv("HF_TOKEN", TOKEN)
-        for runner in (run_entry, run_typer):
+        for runner in (run_direct, run_entry):
             o = runner(["check", "someone/some-model", "--gpu", "H100"])
             assert_contract(o)
             assert o.code == 2 and "Illegal header value" in o.err
@@ -205,7 +205,7 @@ def online(tmp_path, monkeypatch):
                                           ("META-LLAMA/llama-3.1-8b-instruct", "catalog")])
 def test_no_network_for_local_cached_or_bundled_models(online, model, source):
     model = online["local"] if model == "local" else model
-    for runner in (run_entry, run_typer):
+    for runner in (run_direct, run_entry):
         o = runner(["check", model, "--gpu", "H100", "--json"])
         assert_contract(o, json_out=True)
         assert json.loads(o.out)["model"]["source"] == source

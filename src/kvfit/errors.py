@@ -26,6 +26,8 @@ class KvfitError(Exception):
 class BadInput(KvfitError):
     """A flag value, size or manifest entry that cannot be right."""
 
+    flag: str | None = None          # the flag (= manifest field) it is about, when one is
+
 
 class ModelNotFound(KvfitError):
     """No source had the model."""

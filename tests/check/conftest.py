@@ -63,21 +63,17 @@ def kvfit(tmp_path):
 
 @pytest.fixture
 def cli(hermetic_env, monkeypatch):
-    """Run `kvfit ARGS` in this process (fast; monkeypatching works). NVML reports no GPU."""
-    from typer.testing import CliRunner
+    """Run `kvfit ARGS` in this process (fast; monkeypatching works). NVML reports no GPU. A crash (any
+    exception other than kvfit's own errors) propagates."""
+    from kvfit_harness import invoke
 
-    from kvfit.cli import app as cli_mod
     from kvfit.gpu import nvml
 
     monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((), "test: no GPU"))
     monkeypatch.setenv("COLUMNS", "250")
 
-    def run(*args: str) -> InProc:
-        result = CliRunner().invoke(cli_mod.app, list(args))
-        r = InProc(result)
-        # exit codes come from typer.Exit / SystemExit; any other exception is a crash
-        assert r.exception is None or isinstance(r.exception, SystemExit), r
-        return r
+    def run(*args: str):
+        return invoke(list(args))
 
     return run
 

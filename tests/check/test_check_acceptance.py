@@ -27,13 +27,16 @@ def test_acceptance_offline_at_0_9(kvfit):
     # 131,072 tokens need 8,192 blocks x 1,835,008 B = 14.00 GiB of KV; the real launch refused it
     assert r.rc == 1, r
     out = flat(r.out)
-    assert out.index("DOES NOT FIT") < out.index("memory")           # verdict first
+    assert out.index("DOES NOT FIT") < out.index("Fix:") < out.index("weights")     # verdict, fix, then memory
     assert "14.00 GiB" in out                                          # 8192 x 1,835,008 B = 14.00 GiB
+    assert f"vllm serve {ORPHEUS}" in out
+    assert "--gpu-memory-utilization" in out and "--max-model-len" in out
+    assert len([ln for ln in r.out.splitlines() if ln.strip()]) <= 25   # a five-second report
+    d = kvfit(*ACCEPT, "--gpu-memory-utilization", "0.9", "--details", env={"HF_HUB_OFFLINE": "1"})
+    out = flat(d.out)
     assert "114,688 B" in out                                          # bytes per token
     for word in ("weights", "activation", "KV", "GiB", "blocks", "tokens"):
         assert word in out, word
-    assert f"vllm serve {ORPHEUS}" in out
-    assert "--gpu-memory-utilization" in out and "--max-model-len" in out
     assert elapsed < 10, elapsed          # a fresh interpreter included; the check itself is ~0.3 s
 
 
@@ -57,18 +60,21 @@ def at_06(check_json):
     return check_json(*ACCEPT[1:], "--gpu-memory-utilization", "0.6", rc=1)
 
 
-def test_acceptance_0_6_recommends_both(at_06):
-    rec = at_06["recommendation"]
+def test_acceptance_0_6_what_ifs_and_recommendation(at_06):
+    w, rec = at_06["what_if"], at_06["recommendation"]
     assert at_06["verdict"]["fits"] is False
-    assert isinstance(rec["max_model_len"], int) and 0 < rec["max_model_len"] < 131072
-    assert isinstance(rec["gpu_memory_utilization"], float) and 0.6 < rec["gpu_memory_utilization"] <= 1.0
-    assert rec["serve_flags"].startswith(f"vllm serve {ORPHEUS}")
-    # the largest length is the null-block bound of the blocks at 0.6: (num_blocks - 1) x 16
-    assert rec["max_model_len"] == (at_06["capacity"]["num_blocks"] - 1) * 16
+    assert isinstance(w["longest_max_model_len"], int) and 0 < w["longest_max_model_len"] < 131072
+    assert isinstance(w["min_gpu_memory_utilization"], float) and 0.6 < w["min_gpu_memory_utilization"] <= 1.0
+    # vLLM's longest length is the null-block bound of the blocks at 0.6: (num_blocks - 1) x 16
+    assert w["longest_max_model_len"] == (at_06["capacity"]["num_blocks"] - 1) * 16
+    # the recommendation describes its own command: the utilization it sets keeps the asked length
+    assert rec["command"]["text"].startswith(f"vllm serve {ORPHEUS}")
+    assert rec["max_model_len"] == 131072 and rec["gpu_memory_utilization"] >= w["min_gpu_memory_utilization"]
+    assert rec["changes"] == {"gpu-memory-utilization": rec["gpu_memory_utilization"]}
 
 
 def test_acceptance_recommended_max_model_len_fits(kvfit, at_06):
-    L = at_06["recommendation"]["max_model_len"]
+    L = at_06["what_if"]["longest_max_model_len"]
     r = kvfit("check", ORPHEUS, "--gpu", "RTX 3090", "--gpu-memory-utilization", "0.6", "--max-model-len", str(L))
     assert r.rc == 0, r
     # and it is the largest: one block more does not fit
@@ -78,7 +84,7 @@ def test_acceptance_recommended_max_model_len_fits(kvfit, at_06):
 
 
 def test_acceptance_recommended_utilization_fits(kvfit, at_06):
-    u = at_06["recommendation"]["gpu_memory_utilization"]
+    u = at_06["what_if"]["min_gpu_memory_utilization"]
     r = kvfit(*ACCEPT, "--gpu-memory-utilization", f"{u:g}")
     assert r.rc == 0, r
     # and it is the smallest (at 0.01 steps)
@@ -88,24 +94,29 @@ def test_acceptance_recommended_utilization_fits(kvfit, at_06):
 
 def test_acceptance_serve_flags_fit(kvfit, at_06):
     # the printed `vllm serve` line, fed back flag for flag, fits
-    words = at_06["recommendation"]["serve_flags"].split()
+    words = at_06["recommendation"]["command"]["argv"]
     assert words[:3] == ["vllm", "serve", ORPHEUS]
     r = kvfit("check", ORPHEUS, "--gpu", "RTX 3090", *words[3:])
     assert r.rc == 0, r
+    # the same launch pasted after `--` answers the same
+    r2 = kvfit("check", "--gpu", "RTX 3090", "--", *words)
+    assert r2.rc == 0, r2
 
 
 def test_acceptance_human_output_at_0_6(kvfit):
     r = kvfit(*ACCEPT, "--gpu-memory-utilization", "0.6")
     assert r.rc == 1, r
     out = flat(r.out)
-    assert "largest max_model_len at utilization 0.6" in out
-    assert "smallest gpu_memory_utilization for 131,072 tokens" in out
+    assert "Fix: --gpu-memory-utilization" in out
+    out = flat(kvfit(*ACCEPT, "--gpu-memory-utilization", "0.6", "--details").out)
+    assert "longest max_model_len at 0.6" in out
+    assert "least gpu_memory_utilization for 131,072" in out
 
 
 def test_check_path_imports_no_torch_transformers_vllm(tmp_path):
     code = (
         "import sys\n"
-        "from kvfit.cli.app import main\n"
+        "from kvfit.cli.main import main\n"
         f"sys.argv = ['kvfit', 'check', '{ORPHEUS}', '--gpu', 'RTX 3090', '--json']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'vllm'))\n"
@@ -125,9 +136,10 @@ REQUIRED = {
     "memory": {"weights_bytes": int, "kv_cache_bytes": int},
     "capacity": {"num_blocks": int, "kv_cache_tokens": int, "max_concurrency": (int, float),
                  "max_model_len_fit": int},
-    "verdict": {"fits": bool},
-    "recommendation": {"max_model_len": (int, type(None)), "gpu_memory_utilization": (float, type(None)),
-                       "serve_flags": str},
+    "verdict": {"fits": bool, "launch_fits": bool},
+    "recommendation": {"max_model_len": int, "gpu_memory_utilization": (float, type(None)), "command": dict},
+    "what_if": {"longest_max_model_len": (int, type(None)), "min_gpu_memory_utilization": (float, type(None))},
+    "policy": {"headroom_bytes": int, "utilization_ceiling": float},
 }
 
 
@@ -154,10 +166,10 @@ def test_json_has_every_field(kvfit, util):
 def test_json_recommendation_when_it_fits(check_json):
     j = check_json(*ACCEPT[1:], "--gpu-memory-utilization", "0.95", rc=0)
     rec = j["recommendation"]
-    # it fits at 0.95: the flags keep the asked length and utilization
-    assert rec["serve_flags"] == f"vllm serve {ORPHEUS} --max-model-len 131072 --gpu-memory-utilization 0.95"
-    assert rec["gpu_memory_utilization"] <= 0.95
-    assert rec["max_model_len"] >= 131072
+    # it fits at 0.95: the launch as given is the answer, written back unchanged
+    assert rec["as_given"] and rec["changes"] == {}
+    assert rec["command"]["text"] == f"vllm serve {ORPHEUS} --max-model-len 131072 --gpu-memory-utilization 0.95"
+    assert rec["gpu_memory_utilization"] == 0.95 and rec["max_model_len"] == 131072
 
 
 @pytest.mark.parametrize("args", [

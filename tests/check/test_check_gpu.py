@@ -115,7 +115,7 @@ def test_no_gpu_shows_common_gpus(kvfit, nvml):
     # orpheus at its full 131,072 tokens fits on an 80 GB card: the table's exit code is 0
     assert r.rc == 0, r
     out = flat(r.out)
-    assert "No GPU probed" in out
+    assert "no GPU named or probed" in out and "--gpu" in out
     for name in ("RTX 3090", "A100", "H100"):
         assert name in out
 
@@ -124,7 +124,8 @@ def test_no_gpu_json_table(kvfit):
     r = kvfit("check", ORPHEUS, "--json", nvml=NO_GPU)
     assert r.rc == 0, r
     j = r.json
-    assert j["schema"] == "kvfit.check-table/1"
+    assert j["schema"] == "kvfit.check/2" and j["verdict"]["table"] is True
+    assert j["verdict"]["fits"] is True and "NVIDIA H100 80GB HBM3" in j["verdict"]["fits_on"]
     assert "Driver Not Loaded" in j["gpu_probe"]
     names = [x["gpu"]["name"] for x in j["results"]]
     assert "NVIDIA GeForce RTX 3090" in names and "NVIDIA H100 80GB HBM3" in names
@@ -198,10 +199,10 @@ def test_free_below_total_times_util_refuses_to_start(kvfit):
     assert any("refuse to start" in x for x in j["verdict"]["reasons"])
     util = j["recommendation"]["gpu_memory_utilization"]
     # a utilization that starts: ceil(total x util) <= free, i.e. util <= 0.848...; kvfit rounds to
-    # hundredths, so at most floor(21,474,836,480 / 25,318,916,096 x 100) / 100 = 0.84
+    # hundredths and leaves vLLM's CUDA context room: at most floor(21,474,836,480 / 25,318,916,096 x 100) / 100
     assert util is not None and util <= 0.84
     assert math.ceil(25_318_916_096 * util) <= 20 * GiB
-    assert f"--gpu-memory-utilization {util:g}" in j["recommendation"]["serve_flags"]
+    assert f"--gpu-memory-utilization {util:g}" in j["recommendation"]["command"]["text"]
     # ... and it does start and fit
     again = kvfit("check", ORPHEUS, "--max-model-len", "8192", "--gpu-memory-utilization", f"{util:g}", nvml=nvml)
     assert again.rc == 0, again
@@ -228,9 +229,11 @@ def test_free_too_small_for_any_fit_says_why(kvfit):
     # 4 GiB free: weights alone (6.18 GiB) cannot fit below the free-memory ceiling
     r = kvfit("check", ORPHEUS, "--max-model-len", "8192", "--json", nvml={"gpus": [_busy_3090(4 * GiB)]})
     assert r.rc == 1, r
-    rec = r.json["recommendation"]
-    assert rec["gpu_memory_utilization"] is None
-    assert "free memory" in rec["utilization_note"]
+    j = r.json
+    assert j["verdict"]["nothing_fits"] is True
+    rec = j["recommendation"]
+    assert rec is None or rec["needs"]                  # anything proposed needs what this GPU lacks
+    assert "free" in j["policy"]["utilization_ceiling_reason"]
 
 
 # --- CUDA_VISIBLE_DEVICES --------------------------------------------------------------------------
@@ -283,7 +286,7 @@ def test_cuda_visible_devices_picks_the_gpu(kvfit):
 def test_cuda_visible_devices_hiding_everything_shows_the_table(kvfit):
     r = kvfit("check", ORPHEUS, "--json", nvml={"gpus": [RTX3090]}, env={"CUDA_VISIBLE_DEVICES": ""})
     assert r.rc in (0, 1), r
-    assert r.json["schema"] == "kvfit.check-table/1"
+    assert r.json["schema"] == "kvfit.check/2" and r.json["verdict"]["table"]
     assert "CUDA_VISIBLE_DEVICES" in r.json["gpu_probe"]
 
 
@@ -343,7 +346,7 @@ def test_no_gpu_in_process_table(cli):
     # the cli fixture's probe reports no GPU
     r = cli("check", ORPHEUS, "--json")
     assert r.rc == 0, r
-    assert r.json["schema"] == "kvfit.check-table/1"
+    assert r.json["schema"] == "kvfit.check/2" and r.json["verdict"]["table"]
     assert r.json["gpu_probe"] == "test: no GPU"
     assert len(r.json["results"]) >= 5
 
@@ -357,7 +360,7 @@ def test_kv_cache_memory_bytes_still_needs_free_memory(kvfit):
     assert r.rc == 1, r
     assert r.json["verdict"]["startup_ok"] is False
     # the printed flags start: they carry a utilization <= 0.84 beside the KV budget
-    flags = r.json["recommendation"]["serve_flags"].split()
+    flags = r.json["recommendation"]["command"]["argv"]
     assert "--kv-cache-memory-bytes" in flags and "--gpu-memory-utilization" in flags
     u = float(flags[flags.index("--gpu-memory-utilization") + 1])
     assert u <= 0.84

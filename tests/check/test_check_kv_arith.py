@@ -63,11 +63,14 @@ def test_null_block_feasibility_boundary(check_json):
     assert bad["capacity"]["max_model_len_fit"] == 9344
     # needed = 585 x 1,835,008 = 1,073,479,680 B
     assert bad["capacity"]["needed_bytes"] == 585 * ORPHEUS_BPB
-    # the recommendation is the same largest feasible length
-    assert bad["recommendation"]["max_model_len"] == 9344
-    # with an explicit KV budget utilization does not apply
-    assert bad["recommendation"]["gpu_memory_utilization"] is None
-    assert "--max-model-len 9344" in bad["recommendation"]["serve_flags"]
+    # vLLM's longest length for this budget is that same bound
+    assert bad["what_if"]["longest_max_model_len"] == 9344
+    # kvfit keeps the asked length and raises the pinned budget to the least whole MiB that holds it: 585 blocks
+    # for the request + the null block = 586 x 1,835,008 = 1,075,314,688 B -> 1026 MiB (1025 MiB is 1,074,790,400)
+    rec = bad["recommendation"]
+    assert rec["max_model_len"] == 9345 and rec["gpu_memory_utilization"] is None
+    assert rec["kv_cache_memory_bytes"] == 1026 * (1 << 20)
+    assert f"--kv-cache-memory-bytes {1026 * (1 << 20)}" in rec["command"]["text"]
 
 
 def test_exact_budget_for_one_request(check_json):
@@ -94,7 +97,9 @@ def test_auto_fit_reduces_to_one_request(check_json):
 
 
 def test_auto_fit_keeps_full_length_when_it_fits(check_json):
-    d = check_json(ORPHEUS, "--gpu", "RTX 3090", "--kv-cache-memory-bytes", "20GiB", "--max-model-len", "auto", rc=0)
+    # on an H100: 20 GiB of KV beside 6.18 GiB of weights would not fit a 24 GB card (vLLM would run out of memory
+    # allocating it; kvfit's verdict says so), the block arithmetic is the same on any GPU
+    d = check_json(ORPHEUS, "--gpu", "H100", "--kv-cache-memory-bytes", "20GiB", "--max-model-len", "auto", rc=0)
     # blocks = floor(21,474,836,480 / 1,835,008) = 11,702; 131072 needs 8192 + 1 (null) <= 11,702
     assert d["capacity"]["num_blocks"] == 11702
     assert d["settings"]["max_model_len"] == 131072
@@ -296,4 +301,4 @@ def test_block_size_32(check_json):
     assert d["capacity"]["num_blocks"] == 292
     # tokens = int(292 / 256 x 8192) = 9,344; max feasible (292 - 1) x 32 = 9,312
     assert d["capacity"]["kv_cache_tokens"] == 9344
-    assert d["recommendation"]["max_model_len"] == 9312
+    assert d["what_if"]["longest_max_model_len"] == 9312

@@ -105,7 +105,7 @@ def test_partial_shards_fall_back_to_estimate(check_json, cli, tmp_path):
     j = check_json(str(d), "--gpu", "A100 80GB")
     assert j["memory"]["weights_estimated"] is True
     r = cli("check", str(d), "--gpu", "A100 80GB")
-    assert "estimated from the architecture" in flat(r.out)
+    assert "weights estimated from config.json" in flat(r.out)
 
 
 def test_shards_outside_the_index_are_not_counted(check_json, sharded):

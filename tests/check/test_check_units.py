@@ -76,10 +76,21 @@ def test_parse_max_model_len_rejects(text):
 
 # --- through the CLI -----------------------------------------------------------------------------
 
+def test_gpu_memory_bare_number_is_refused_with_a_hint(cli):
+    """`--gpu-memory 24` was read as 24 bytes (exit 1, "needs gpu_memory_utilization 1462785706.63")."""
+    r = cli("check", ORPHEUS, "--gpu-memory", "24")
+    assert r.rc == 2 and "24GiB" in r.err and "24GB" in r.err, r
+    for flag in ("--max-vram", "--headroom"):
+        r = cli("check", ORPHEUS, "--gpu", "L4", flag, "9")
+        assert r.rc == 2 and "needs a unit" in r.err, r
+    r = cli("check", ORPHEUS, "--gpu", "L4", "--kv-cache-memory-bytes", "24")      # 24 bytes of KV: a mistake
+    assert r.rc == 2 and "24GiB" in r.err, r
+
+
 @pytest.mark.parametrize("size, total", [
     ("24GiB", 25_769_803_776),
     ("24GB", 24_000_000_000),
-    ("25318916096", 25_318_916_096),
+    ("25318916096B", 25_318_916_096),
     ("23.58GiB", 25_318_832_209),    # int(23.58 x 2^30) = int(25,318,832,209.92)
 ])
 def test_gpu_memory_units(check_json, size, total):

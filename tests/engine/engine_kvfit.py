@@ -34,4 +34,4 @@ def evaluate(case, cpu_host: dict) -> plan.Result:
     config = json.loads((DATA / case.model / "config.json").read_text())
     arch = normalize(config)
     model = plan.Model(case.model, "local", str(DATA / case.model), arch, None)
-    return plan.evaluate(model, CPU, settings_for(case, cpu_host), profile_for("0.32.0"), recommend=False)
+    return plan.evaluate(model, CPU, settings_for(case, cpu_host), profile_for("0.32.0"))

@@ -13,9 +13,8 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from kvfit.cli import app as cli
+from kvfit_harness import invoke
 
 HERE = Path(__file__).resolve()
 DATA = HERE.parents[1] / "data" / "logs"
@@ -61,9 +60,8 @@ def hermetic(tmp_path, monkeypatch):
 def explain(text: str | None = None, *args: str, path: Path | None = None):
     """(exit code, stdout) of `kvfit explain` reading `text` on stdin (or `path`)."""
     argv = ["explain", str(path) if path else "-", "--offline", *args]
-    result = CliRunner().invoke(cli.app, argv, input=text)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.output
+    result = invoke(argv, input=text)
+    return result.rc, result.out
 
 
 def explain_json(text: str, *args: str) -> dict:

@@ -93,8 +93,8 @@ class Outcome:
 
 
 def run_entry(argv: list[str], limit: float = HARD_LIMIT_S) -> Outcome:
-    """`kvfit ARGV` through the console entry point (fast path for check, else typer), in process."""
-    from kvfit.cli import fast as entry
+    """`kvfit ARGV` through the console entry point (kvfit.cli.main.main), in process."""
+    from kvfit.cli import main as entry
 
     out, err = io.StringIO(), io.StringIO()
     old_argv = sys.argv
@@ -111,18 +111,14 @@ def run_entry(argv: list[str], limit: float = HARD_LIMIT_S) -> Outcome:
     return Outcome(argv, 0 if code is None else code, out.getvalue(), err.getvalue(), "entry")
 
 
-def run_typer(argv: list[str], limit: float = HARD_LIMIT_S) -> Outcome:
-    """`kvfit ARGV` through the typer app with typer's CliRunner: an exception is re-raised (a crash)."""
-    from typer.testing import CliRunner
-
-    from kvfit.cli import app as cli
+def run_direct(argv: list[str], limit: float = HARD_LIMIT_S) -> Outcome:
+    """`kvfit ARGV` through kvfit.cli.main.run with only kvfit's own errors reported: any other exception is
+    re-raised (a crash), un-wrapped by the entry point's "internal error" guard."""
+    from kvfit_harness import invoke
 
     with time_limit(limit, repr(argv)):
-        result = CliRunner().invoke(cli.app, argv)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise AssertionError(f"kvfit {argv!r} crashed (typer path): "
-                             f"{result.exception.__class__.__name__}: {result.exception}") from result.exception
-    return Outcome(argv, result.exit_code, result.stdout, result.stderr, "typer")
+        r = invoke(argv)
+    return Outcome(argv, r.rc, r.out, r.err, "direct")
 
 
 def assert_contract(o: Outcome, *, json_out: bool = False) -> None:

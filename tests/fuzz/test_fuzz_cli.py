@@ -1,7 +1,7 @@
 """Fuzz the command line: `kvfit check` (and the other commands) with generated configs and flags.
 
-In process for speed: through the console entry point (kvfit.entry.main with sys.argv patched: the
-fast `check` parser, falling back to typer) and through the typer app with typer's CliRunner; a few
+In process for speed: through the console entry point (kvfit.cli.main.main) and directly through
+kvfit.cli.main.run with only kvfit's own errors reported (any other exception re-raised: a crash); a few
 through a real subprocess. Property: exit 0, 1 or 2, a message, never a traceback or an internal
 error, an answer within the time limit, no network (HF_HUB_OFFLINE=1 and sockets refused).
 The NVML probe answers from a fake pynvml (sys.modules["pynvml"]), drawn per example.
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from . import nvml_fake
-from .harness import assert_contract, count, hermetic, run_entry, run_typer
+from .harness import assert_contract, count, hermetic, run_direct, run_entry
 from .strategies import (BUNDLED, GPUS, MODEL_REFS, ODD, QUANT, SEED_TEXTS, SIZES, check_options, dumps,
                          mutated_config, mutated_text)
 
@@ -145,12 +145,12 @@ def with_nvml(mp, spec, visible):
         mp.setenv("CUDA_VISIBLE_DEVICES", visible)
 
 
-def run_checked(argv, env, *, typer=False, counted=True):
+def run_checked(argv, env, *, direct=False, counted=True):
     if counted:
         count("cli")
     _, _, guard = env
     before = len(guard.calls)
-    o = (run_typer if typer else run_entry)(argv)
+    o = (run_direct if direct else run_entry)(argv)
     assert_contract(o, json_out="--json" in argv and "--help" not in argv and "-h" not in argv)
     assert len(guard.calls) == before, f"network used: {guard.calls[before:]}\n{o}"
     return o
@@ -182,7 +182,9 @@ def test_check_flags_on_bundled_models(env, model, gpu, opts, spec, visible):
         o = run_checked(["check", model, *gpu, *opts], env)
     if o.code in (0, 1) and "--json" in opts and "--help" not in opts:
         report = json.loads(o.out)
-        assert report["schema"] in ("kvfit.check/1", "kvfit.check-table/1")
+        assert report["schema"] == "kvfit.check/2"
+        verdict = report["verdict"]["fits"]
+        assert verdict is (o.code == 0), o              # one verdict: the JSON and the exit code agree
 
 
 @settings(max_examples=n(400), **FUZZ)
@@ -201,28 +203,14 @@ def test_check_on_odd_model_references(env, ref, opts, gpu):
 
 @settings(max_examples=n(300), **FUZZ)
 @given(data=st.data())
-def test_typer_path_on_generated_configs(env, data):
-    """The typer app itself (CliRunner): a raised exception here is a crash, caught un-wrapped."""
+def test_direct_path_on_generated_configs(env, data):
+    """kvfit.cli.main.run itself: a raised exception other than kvfit's own errors is a crash, un-wrapped."""
     root, _, _ = env
     target = data.draw(model_dir(root)) if data.draw(st.booleans()) else data.draw(st.sampled_from(BUNDLED))
     argv = ["check", target, *data.draw(GPU_CHOICE), *data.draw(check_options())]
     with pytest.MonkeyPatch.context() as m:
         with_nvml(m, data.draw(nvml_spec()), None)
-        run_checked(argv, env, typer=True)
-
-
-@settings(max_examples=n(250), **FUZZ)
-@given(model=st.sampled_from(BUNDLED), gpu=GPU_CHOICE.filter(bool), opts=check_options())
-def test_fast_parser_answers_like_typer(env, model, gpu, opts):
-    """The fast `check` parser (kvfit.entry) and the typer app print the same and exit the same."""
-    from kvfit.cli.fast import parse_check
-
-    argv = ["check", model, *gpu, *opts]
-    a = run_checked(argv, env)
-    if parse_check(argv[1:]) is None:        # typer answers both ways (help and usage name the program)
-        return
-    b = run_checked(argv, env, typer=True, counted=False)
-    assert (a.code, a.out, a.err) == (b.code, b.out, b.err), f"{a}\n=== typer ===\n{b}"
+        run_checked(argv, env, direct=True)
 
 
 @settings(max_examples=n(250), **FUZZ)

@@ -17,7 +17,7 @@ from kvfit.errors import ConfigError
 from kvfit.sources.model import parse_config_text
 
 from . import nvml_fake
-from .harness import assert_contract, hermetic, run_entry, run_typer
+from .harness import assert_contract, hermetic, run_direct, run_entry
 from .strategies import SEED_CONFIGS
 
 LLAMA = SEED_CONFIGS["meta-llama__Llama-3.1-8B-Instruct"]
@@ -172,6 +172,6 @@ def test_model_path_with_rich_markup(env, name):
     o = run_entry(["check", str(d), "--gpu", "H100"])
     assert_contract(o)
     assert name in o.out
-    o = run_typer(["check", str(root / "missing" / name) + ".json", "--gpu", "H100"])
+    o = run_direct(["check", str(root / "missing" / name) + ".json", "--gpu", "H100"])
     assert_contract(o)
     assert o.code == 2 and name in o.err

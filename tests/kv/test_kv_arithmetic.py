@@ -39,7 +39,7 @@ def arch_of(name: str, folder: str = "models"):
 def run(arch, gpu=H100, **kw) -> plan.Result:
     kw.setdefault("kv_cache_memory_bytes", 10 * GiB)
     model = plan.Model("test", "local", "", arch, None)
-    return plan.evaluate(model, gpu, Settings(**kw), profile_for("0.32.0"), recommend=False)
+    return plan.evaluate(model, gpu, Settings(**kw), profile_for("0.32.0"))
 
 
 # --- MLA ----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ def _model(repo_id: str) -> plan.Model:
 
 
 def _eval(repo_id, gpu, version, **settings):
-    return plan.evaluate(_model(repo_id), gpu, Settings(**settings), profile_for(version, gpu=gpu), recommend=False)
+    return plan.evaluate(_model(repo_id), gpu, Settings(**settings), profile_for(version, gpu=gpu))
 
 
 # --- the Orpheus case (done-when of issue #4) ---------------------------------------------------------
@@ -143,6 +143,6 @@ def test_lora_and_offload_move_the_kv_budget(gpu_name):
 
 def test_gpu_total_is_what_vllm_reads():
     g = Gpu("x", 24 * GiB)
-    res = plan.evaluate(_model("Qwen/Qwen3-4B"), g, Settings(max_model_len=4096), profile_for("0.32.0"),
-                        recommend=False)
+    res = plan.evaluate(_model("Qwen/Qwen3-4B"), g, Settings(max_model_len=4096), profile_for("0.32.0"))
+
     assert res.memory.total_bytes == 24 * GiB

@@ -68,15 +68,12 @@ def hermetic(tmp_path, monkeypatch):
 
 @pytest.fixture
 def cli():
-    """`kvfit ARGS` in this process; any exception other than the exit is a crash."""
-    from typer.testing import CliRunner
-
-    from kvfit.cli import app as cli_mod
+    """`kvfit ARGS` in this process; any exception other than kvfit's own errors is a crash."""
+    from kvfit_harness import invoke
 
     def run(*args: str, input: str | None = None) -> Res:
-        r = CliRunner().invoke(cli_mod.app, [str(a) for a in args], input=input)
-        res = Res(r.exit_code, r.stdout, r.stderr, r.exception)
-        assert r.exception is None or isinstance(r.exception, SystemExit), res
+        r = invoke(args, input=input)
+        res = Res(r.rc, r.out, r.err, None)
         assert "Traceback" not in res.out + res.err, res
         return res
 

@@ -51,22 +51,27 @@ def test_real_files_round_trip_in_their_form(path):
 def test_every_form_keeps_what_kvfit_reads(source, cmd, form):
     """Converted to any form, the launch still means the same settings to kvfit (and to vLLM)."""
     a = L.parse(cmd)
-    before = L.engine_args(a)
     b = L.parse(L.render(a, form), form)
     assert L.parse(L.render(b, form), form) == b
-    after = L.engine_args(b)
+    try:
+        before = L.read_values(a)
+    except BadInput as e:               # a launch kvfit refuses (a flag it does not model) is refused in every form
+        with pytest.raises(BadInput) as again:
+            L.read_values(b)
+        assert again.value.flag == e.flag
+        return
+    after = L.read_values(b)
     assert after.model == before.model
-    assert after.settings == before.settings
-    assert (after.quantization, after.cpu_offload_gb) == (before.quantization, before.cpu_offload_gb)
+    assert after.values == before.values
 
 
 # --- what the parsers read from real launches (values stated in the commands themselves) -----------------
 
 def test_calibration_gt025_model_last_underscores_and_equals():
     a = L.parse(SERVE[14][1])
-    ea = L.engine_args(a)
+    ea = L.read_values(a)
     assert ea.model == "/root/autodl-tmp/deepseek-ai/DeepSeek-R1-Distill-Qwen-14B"
-    assert ea.settings == {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.98}
+    assert ea.values == {"tensor_parallel_size": 2, "gpu_memory_utilization": 0.98}
     assert a.get("trust-remote-code") is True
     # rendered back with the user's spelling: underscores and --flag=value survive
     text = L.render(L.updated(a, {"max-num-seqs": 8}))
@@ -89,14 +94,14 @@ def test_docker_docs_command():
 def test_docker_switches_and_attached_values():
     a = L.parse(DOCKER[4][1])
     assert ("-it",) in a.docker and ("--rm",) in a.docker and ("--shm-size=16g",) in a.docker
-    assert L.engine_args(a).settings == {"tensor_parallel_size": 2}
+    assert L.read_values(a).values == {"tensor_parallel_size": 2}
 
 
 def test_env_prefix_and_old_entry_point():
     a = L.parse(SERVE[-1][1])
     assert a.prefix == ("CUDA_VISIBLE_DEVICES=0",)
     assert a.environment == {"CUDA_VISIBLE_DEVICES": "0"}
-    assert L.engine_args(a).settings == {"max_model_len": 131072, "gpu_memory_utilization": 0.9}
+    assert L.read_values(a).values == {"max_model_len": 131072, "gpu_memory_utilization": 0.9}
     b = L.parse(SERVE[16][1])
     assert b.program == ("python", "-m", "vllm.entrypoints.openai.api_server")
     assert b.model == "/models--Qwen--Qwen1.5-7B-Chat"
@@ -107,29 +112,63 @@ def test_json_and_multi_valued_flags():
     a = L.parse(SERVE[5][1])
     assert json.loads(a.get("speculative-config")) == {"model": "facebook/opt-125m", "num_speculative_tokens": 5}
     assert a.get("tensor-parallel-size") == "1"          # -tp alias
-    assert L.engine_args(a).settings["gpu_memory_utilization"] == 0.8
+    assert L.read_values(a).values["gpu_memory_utilization"] == 0.8
     lora = L.parse(SERVE[7][1])
     assert lora.get("enable-lora") is True
     assert lora.get("lora-modules")[0].startswith("sql-lora=$HOME/")
     assert "sql-lora=$HOME/" in L.render(L.updated(lora, {"max-model-len": 4096}))   # $HOME stays expandable
 
 
-def test_unknown_and_unmodelled_flags_are_kept_with_a_note():
-    a = L.parse("vllm serve x/y --max-model-len 4096 --my-plugin-flag on --speculative-config {} --port 8000")
-    notes = " ".join(L.engine_args(a).notes)
-    assert "--my-plugin-flag: not a vLLM flag kvfit knows" in notes
-    assert "--speculative-config" in notes and "does not model" in notes
-    assert "--port" not in notes                          # a known flag without memory effect: silent
-    fixed = L.updated(a, {"max-model-len": 2048})
-    text = L.render(fixed)
-    assert "--my-plugin-flag on" in text and "--port 8000" in text and "--max-model-len 2048" in text
-    assert L.parse(text).get("my-plugin-flag") == "on"
+def test_flags_without_memory_effect_pass_through_untouched():
+    a = L.parse("vllm serve x/y --max-model-len 4096 --port 8000 --served-model-name tts --trust-remote-code")
+    assert L.read_values(a).values == {"max_model_len": 4096}
+    text = L.render(L.updated(a, {"max-model-len": 2048}))
+    assert "--port 8000" in text and "--served-model-name tts" in text and "--max-model-len 2048" in text
 
 
-def test_xpu_device_is_noted_not_refused():
-    ea = L.engine_args(L.parse(SERVE[15][1]))
-    assert ea.settings["tensor_parallel_size"] == 8 and ea.settings["dtype"] == "float16"
-    assert any("--device xpu" in n for n in ea.notes)
+@pytest.mark.parametrize("cmd,flag", [
+    ("vllm serve x/y --my-plugin-flag on", "--my-plugin-flag"),             # vLLM would refuse it too
+    ("vllm serve x/y --limit-mm-per-prompt '{\"image\": 0}'", "--limit-mm-per-prompt"),
+    ("vllm serve x/y --data-parallel-size 2", "--data-parallel-size"),
+    ("vllm serve x/y --compilation-config '{\"cudagraph_mode\": \"NONE\"}'", "--compilation-config"),
+    ("vllm serve x/y --enable-expert-parallel", "--enable-expert-parallel"),
+])
+def test_unknown_and_unmodelled_flags_are_refused_naming_the_flag(cmd, flag):
+    """One a kvfit does not model is refused with exit 2 naming it, never dropped (issue 11)."""
+    with pytest.raises(BadInput) as e:
+        L.read_values(L.parse(cmd))
+    assert flag in e.value.message and e.value.exit_code == 2
+
+
+def test_unmodelled_flags_at_vllms_default_change_nothing():
+    a = L.parse("vllm serve x/y --data-parallel-size 1 --no-enable-expert-parallel --max-model-len 1024")
+    assert L.read_values(a).values == {"max_model_len": 1024}
+
+
+def test_flags_kvfit_models_are_read_on_every_path():
+    """LoRA, speculative decoding, prefix caching, mamba dtypes, the hybrid manager, sliding window: read from a
+    pasted launch exactly as from kvfit's own flags (the same parsers)."""
+    a = L.parse("vllm serve x/y --enable-lora --max-loras 4 --max-lora-rank 64 --speculative-config "
+                "'{\"method\": \"ngram\", \"num_speculative_tokens\": 4}' --no-enable-prefix-caching "
+                "--mamba-ssm-cache-dtype float32 --disable-hybrid-kv-cache-manager --disable-sliding-window -q fp8 "
+                "--cpu-offload-gb 2")
+    assert L.read_values(a).values == {
+        "enable_lora": True, "max_loras": 4, "max_lora_rank": 64,
+        "speculative_config": {"method": "ngram", "num_speculative_tokens": 4, "model": None},
+        "enable_prefix_caching": False, "mamba_ssm_cache_dtype": "float32", "disable_hybrid_kv_cache_manager": True,
+        "disable_sliding_window": True, "quantization": "fp8", "cpu_offload_gb": 2.0}
+
+
+def test_spec_shorthands_fill_the_speculative_config():
+    """0.32's --spec-method / --spec-tokens (engine/arg_utils.py create_speculative_config)."""
+    a = L.parse("vllm serve x/y --spec-method ngram --spec-tokens 3")
+    assert L.read_values(a).values["speculative_config"] == {"method": "ngram", "num_speculative_tokens": 3,
+                                                             "model": None}
+
+
+def test_non_nvidia_devices_are_refused():
+    with pytest.raises(BadInput, match="--device"):
+        L.read_values(L.parse(SERVE[15][1]))
 
 
 def test_python_literals_only_and_never_evaluated(tmp_path):
@@ -138,9 +177,12 @@ def test_python_literals_only_and_never_evaluated(tmp_path):
             f"llm = LLM(model='a/b', max_model_len=ctx, gpu_memory_utilization=0.5, "
             f"seed=open({str(marker)!r}, 'w').write('x'))\n")
     a = L.parse(code, "python")
-    ea = L.engine_args(a)
-    assert ea.settings == {"gpu_memory_utilization": 0.5}
-    assert any("max_model_len=ctx is not a literal" in n for n in ea.notes)
+    ea = L.read_values(a)
+    assert ea.values == {"gpu_memory_utilization": 0.5}
+    assert ea.unresolved == {"max_model_len": "ctx"}
+    with pytest.raises(BadInput, match="max_model_len=ctx is not a literal"):
+        ea.require_resolved(set())
+    ea.require_resolved({"max_model_len"})          # kvfit's --max-model-len gives the value: fine
     assert not marker.exists()
     # the corrected launch is written back into the file, the rest untouched
     out = L.render(L.updated(a, {"max-model-len": 2048}))
@@ -151,21 +193,21 @@ def test_python_literals_only_and_never_evaluated(tmp_path):
 def test_python_positional_model_and_engine_args():
     a = L.parse((LAUNCHES / "python" / "fp8_weights.py").read_text(), "python")
     assert a.model == "facebook/opt-125m" and a.program == ("LLM",)
-    ea = L.engine_args(a)
-    assert ea.quantization == "fp8" and ea.entrypoint == "llm"
+    ea = L.read_values(a)
+    assert ea.values == {"quantization": "fp8"} and ea.entrypoint == "llm"
     b = L.parse((LAUNCHES / "python" / "orpheus_engine.py").read_text(), "python")
     assert b.program == ("AsyncEngineArgs",)
-    eb = L.engine_args(b)
-    assert eb.entrypoint == "serve" and eb.model is None and eb.settings == {}
-    assert len(eb.notes) == 4                              # model, dtype, max_model_len, utilization: attributes
+    eb = L.read_values(b)
+    assert eb.entrypoint == "serve" and eb.model is None and eb.values == {}
+    assert set(eb.unresolved) == {"model", "dtype", "max_model_len", "gpu_memory_utilization"}    # attributes
 
 
 def test_env_forms():
     a = L.parse((LAUNCHES / "env" / "gt031.env").read_text(), "env")
-    assert L.engine_args(a).settings == {"dtype": "float16", "max_num_seqs": 1, "max_model_len": 10000}
+    assert L.read_values(a).values == {"dtype": "float16", "max_num_seqs": 1, "max_model_len": 10000}
     b = L.parse((LAUNCHES / "env" / "runpod.env").read_text(), "env")
     assert b.model == "meta-llama/Llama-3.1-8B-Instruct"
-    assert L.engine_args(b).settings == {"max_model_len": 8192, "gpu_memory_utilization": 0.95, "enforce_eager": True}
+    assert L.read_values(b).values == {"max_model_len": 8192, "gpu_memory_utilization": 0.95, "enforce_eager": True}
     assert b.env == (("HF_TOKEN", "<secret>"),)            # not an engine argument
 
 
@@ -174,10 +216,10 @@ def test_yaml_config_merges_like_vllm():
     cfg = L.parse("model: a/b\nmax-model-len: 8192\ntensor-parallel-size: 4\n", "yaml")
     cmd = L.parse("vllm serve --config cfg.yaml -tp 2")
     merged = L.with_config(cmd, cfg)
-    assert L.engine_args(merged).settings == {"max_model_len": 8192, "tensor_parallel_size": 2}
-    assert L.engine_args(merged).model == "a/b"
+    assert L.read_values(merged).values == {"max_model_len": 8192, "tensor_parallel_size": 2}
+    assert L.read_values(merged).model == "a/b"
     cmd2 = L.parse("vllm serve c/d --config cfg.yaml")
-    assert L.engine_args(L.with_config(cmd2, cfg)).model == "c/d"       # the positional model wins
+    assert L.read_values(L.with_config(cmd2, cfg)).model == "c/d"       # the positional model wins
 
 
 # --- YAML: PyYAML, as vLLM's --config reader ------------------------------------------------------------
@@ -204,8 +246,8 @@ def test_malformed_launches_are_bad_input(text):
                                   "vllm serve a/b -tp two", "vllm serve a/b --enforce-eager=maybe"])
 def test_bad_values_name_the_flag(text):
     with pytest.raises(BadInput) as e:
-        L.engine_args(L.parse(text))
-    assert "--" in e.value.message
+        L.read_values(L.parse(text))
+    assert "--" in e.value.message and e.value.flag
 
 
 # --- generated launches round-trip in every form ------------------------------------------------------------

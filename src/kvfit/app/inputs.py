@@ -254,6 +254,7 @@ def build(req: Request) -> Inputs:
         merged, cfg_notes = _with_config(launch, first.config, req.launch_dir)
         notes += cfg_notes
         lv = L.read_values(merged)
+        lv.require_resolved(set(values) | ({"model"} if req.model else set()))
         for dest, v in values.items():
             if dest in lv.values and lv.values[dest] != v and BY_DEST[dest].vllm:
                 notes.append(f"{BY_DEST[dest].long} {BY_DEST[dest].text(v)} from kvfit's flags replaces the "

@@ -185,7 +185,7 @@ def _evaluate(rec: dict, model, gpu, engine: str):
     version = _version(rec.get("vllm_version"), engine)
     profile = profile_for_record(version, gpu, engine)
     settings = settings_for(rec, model, engine)
-    return version, plan.evaluate(model, gpu, settings, profile, recommend=False)
+    return version, plan.evaluate(model, gpu, settings, profile)
 
 
 def _metric(rec: dict, res) -> tuple[str, float, float] | None:

@@ -89,7 +89,7 @@ def _print_form(a, fmt: str, err) -> int:
         what = rec.needs if rec is not None else "nothing kvfit checked meets the goals"
         err.print(f"kvfit: {verdict}; no launch to print ({what})", markup=False, highlight=False)
         return 1
-    text = L.render(rec.launch, fmt)
+    text = L.render(rec.launch, fmt, width=1 << 30)      # shell forms on one line: `$(kvfit ... --format serve)`
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     sys.stdout.flush()
     label = "the launch as given" if rec.option.label == "as given" else f"recommended: {rec.option.label}"

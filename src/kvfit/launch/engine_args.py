@@ -16,11 +16,11 @@ order, comments and every other argument; `compose` writes a fresh `vllm serve M
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import LaunchError, NotModelled
-from ..flags import BY_VLLM, changed_flags, vllm_values
+from ..flags import BY_DEST, BY_VLLM, changed_flags, vllm_values
 from ..settings import Settings
 from .grammar import NOT_MODELLED, NOT_MODELLED_DEFAULTS, is_known
 from .model import POSITIONAL, Arg, Expr, Launch
@@ -35,6 +35,16 @@ class LaunchValues:
     values: dict[str, Any]
     config: str | None                    # a --config file the launch names
     entrypoint: str                       # "serve" | "llm"
+    unresolved: dict[str, str] = field(default_factory=dict)   # flag dest (or "model") -> a non-literal's source
+
+    def require_resolved(self, given: set[str]) -> None:
+        """Refuse a non-literal Python value of a flag kvfit models unless kvfit's own flags give it."""
+        for dest, src in self.unresolved.items():
+            if dest in given:
+                continue
+            flag = "MODEL (before `--`)" if dest == "model" else BY_DEST[dest].long
+            raise LaunchError(f"launch: {dest}={src} is not a literal; kvfit reads only literal values",
+                              f"Give its value with {flag}.")
 
 
 def _shown(a: Arg) -> str:
@@ -52,6 +62,7 @@ def read(launch: Launch) -> LaunchValues:
     """The launch as kvfit's flag table reads it. Later occurrences win (argparse)."""
     raw: dict[str, tuple[Arg, Any]] = {}
     spec_parts: dict[str, Any] = {}
+    unresolved: dict[str, str] = {}
     model = config = None
     for a in launch.args:
         if a.key == "":
@@ -61,8 +72,11 @@ def read(launch: Launch) -> LaunchValues:
             raise LaunchError(f"launch: {a.key}{a.value.src if isinstance(a.value, Expr) else a.value}: kvfit cannot "
                               "see which arguments it holds", "Write the arguments out as literals.")
         if a.key == "model":
-            if isinstance(a.value, Expr) or not isinstance(a.value, str):
-                raise LaunchError(f"launch: the model must be a literal string (got {_value_text(a.value)})")
+            if isinstance(a.value, Expr):
+                unresolved["model"] = a.value.src
+                continue
+            if not isinstance(a.value, str):
+                raise LaunchError(f"launch: the model must be a string (got {_value_text(a.value)})")
             model = a.value
             continue
         if a.key == "config":
@@ -76,9 +90,11 @@ def read(launch: Launch) -> LaunchValues:
             continue
         if a.key in BY_VLLM:
             if isinstance(a.value, Expr):
-                raise LaunchError(f"launch: {_shown(a)}={a.value.src} is not a literal; kvfit reads only literal "
-                                  "values of the flags it models", "Write the value out.")
+                unresolved[BY_VLLM[a.key].dest] = a.value.src
+                raw.pop(a.key, None)
+                continue
             raw[a.key] = (a, a.value)
+            unresolved.pop(BY_VLLM[a.key].dest, None)
             continue
         if base in NOT_MODELLED:
             if str(a.value) in NOT_MODELLED_DEFAULTS.get(base, ()) or a.value is False:
@@ -106,7 +122,7 @@ def read(launch: Launch) -> LaunchValues:
             spec[k] = int(v) if k == "num_speculative_tokens" and str(v).isdigit() else v
         values["speculative_config"] = BY_VLLM["speculative-config"].parse(spec)
     entrypoint = "llm" if launch.form == "python" and launch.program[:1] == ("LLM",) else "serve"
-    return LaunchValues(model, values, config, entrypoint)
+    return LaunchValues(model, values, config, entrypoint, unresolved)
 
 
 def _switch_text(a: Arg, v: Any) -> Any:

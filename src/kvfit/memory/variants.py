@@ -40,6 +40,10 @@ ACCEPTS = {"awq": {"awq", "awq_marlin", "auto_awq", "marlin", "cpu_awq"},
            "gptq": {"gptq", "gptq_marlin", "auto_gptq", "marlin", "gptq_marlin_24", "gptq_bitblas"},
            "mxfp4": {"mxfp4", "gpt_oss_mxfp4"},
            "modelopt": {"modelopt", "modelopt_fp4", "modelopt_mixed", "modelopt_mxfp8"}}
+# Checkpoints whose method vLLM keeps whatever --quantization says: their override_quantization_method returns
+# the checkpoint's method for any user value (modelopt.py: FP8 -> "modelopt", NVFP4 -> "modelopt_fp4";
+# mxfp4.py: gpt-oss -> "gpt_oss_mxfp4"), and _verify_quantization then takes the override.
+CHECKPOINT_DECIDES = {"modelopt", "modelopt_fp4", "modelopt_mixed", "mxfp4", "gpt_oss_mxfp4"}
 FOUR_BIT = {"awq", "awq_marlin", "auto_awq", "gptq", "gptq_marlin", "auto_gptq", "marlin"}
 
 
@@ -65,6 +69,8 @@ def check_quantization(arch: ModelArch, method: str | None, model_id: str) -> st
     if ckpt is not None:
         if m == ckpt or m in ACCEPTS.get(ckpt, ()):
             return m
+        if ckpt in CHECKPOINT_DECIDES:
+            return ckpt
         raise BadFlag(f"--quantization {m}: {model_id}'s config.json says its weights are {ckpt}; vLLM refuses "
                       f"the launch (\"Quantization method specified in the model config ({ckpt}) does not match "
                       f"the quantization method specified in the `quantization` argument ({m})\")",

@@ -127,9 +127,17 @@ def plan(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: Go
                 c = _settle(model, gpu, profile, goals, pol, best, as_given.utilization, settings.gpu_memory_utilization)
                 rec = _option("", -1, settings, c, least_util=best.utilization)
         elif pinned or not cuda:
-            limit = gpu.total_bytes if cuda else 1 << 42
-            c = least_kv_budget(model, gpu, base, profile, goals, H, limit)
-            if c is not None:
+            s0 = base
+            if cuda and not as_given.result.startup_ok:     # vLLM still checks free memory >= total x util
+                s0 = replace(base, gpu_memory_utilization=min(as_given.utilization, pol.ceiling))
+            c = try_judge(model, gpu, s0, profile, goals, H)
+            if c is None or not c.meets:
+                m = as_given.result.memory
+                room = min(gpu.total_bytes, gpu.free_bytes or gpu.total_bytes)
+                limit = room - m.weights_bytes - m.activation_bytes - m.cudagraph_bytes - m.non_torch_bytes - H \
+                    if cuda else 1 << 42
+                c = least_kv_budget(model, gpu, s0, profile, goals, H, limit)
+            if c is not None and c.meets:
                 rec = _option("", -1, settings, c)
         if rec is None and not hard and settings.max_model_len != -1:
             s = base if pinned or not cuda or as_given.utilization <= pol.ceiling else \

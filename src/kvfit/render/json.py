@@ -13,6 +13,7 @@ from .. import launch as L
 from ..plan.evaluate import Result
 
 SCHEMA = "kvfit.check/2"
+ONE_LINE = 1 << 30
 
 
 def _num(x):
@@ -81,7 +82,9 @@ def _command(p, form: str) -> dict | None:
     if p is None or p.launch is None:
         return None
     fixed = p.launch
-    return {"form": form, "text": L.render(fixed, form).rstrip("\n"), "argv": ["vllm", "serve", *L.argv(fixed)]}
+    # one line for the shell forms (argv too): what a program pastes or runs
+    return {"form": form, "text": L.render(fixed, form, width=ONE_LINE).rstrip("\n"),
+            "argv": ["vllm", "serve", *L.argv(fixed)]}
 
 
 def option_dict(p, form: str) -> dict | None:

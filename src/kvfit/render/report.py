@@ -110,6 +110,13 @@ def render(console: Console, a, *, details: bool = False) -> None:
     for w in inp.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
     console.print(headline(g, goals_asked))
+    m = res.memory
+    src = f"{res.model.source}: {res.model.detail}"
+    if m.weights_estimated:
+        console.print(f"[yellow]  estimate:[/] [dim]weights estimated from config.json ({escape(src)}); the verdict is "
+                      "as good as that estimate[/]")
+    else:
+        console.print(f"[dim]  model from {escape(src)}; vLLM {res.profile.version}[/]")
     if goals_asked:
         console.print(f"[dim]  goals: {escape(pl.goals.describe())}; headroom {pl.policy.headroom_text}[/]")
     console.print()

@@ -1,0 +1,66 @@
+"""Run the kvfit command line in this process, as the console script does (kvfit.cli.main.run, with main's
+error reporting for kvfit's own errors), capturing stdout and stderr. Any other exception propagates: a
+crash fails the test with its traceback instead of being turned into "internal error"."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from dataclasses import dataclass
+
+
+@dataclass
+class Invoked:
+    rc: int
+    out: str
+    err: str
+    exception: BaseException | None = None
+
+    @property
+    def stdout(self) -> str:
+        return self.out
+
+    @property
+    def stderr(self) -> str:
+        return self.err
+
+    @property
+    def exit_code(self) -> int:
+        return self.rc
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.out)
+
+    def __repr__(self) -> str:
+        return f"<rc={self.rc}\nstdout:\n{self.out[-4000:]}\nstderr:\n{self.err[-3000:]}>"
+
+
+class _Stdin(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+def invoke(args, input: str | None = None) -> Invoked:
+    from kvfit.cli import main as M
+    from kvfit.cli.report import consoles, report_error
+    from kvfit.errors import KvfitError
+
+    out, err = io.StringIO(), io.StringIO()
+    old_in = sys.stdin
+    if input is not None:
+        sys.stdin = _Stdin(input)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = M.run([str(a) for a in args])
+            except KvfitError as e:
+                report_error(consoles()[1], e)
+                code = e.exit_code
+            except SystemExit as e:             # argparse --help
+                code = e.code if isinstance(e.code, int) else 0
+    finally:
+        sys.stdin = old_in
+    return Invoked(code, out.getvalue(), err.getvalue())
