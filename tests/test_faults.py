@@ -159,13 +159,13 @@ def test_nvml_fault_shows_the_common_gpu_table(inproc, fault):
     o = run_entry(["check", "Qwen/Qwen3-8B", "--json"])
     assert_contract(o, json_out=True)
     report = json.loads(o.out)
-    assert report["schema"] == "kvfit.check-table/1"
+    assert report["schema"] == "kvfit.check/2" and report["verdict"]["table"]
     assert reason in report["gpu_probe"], report["gpu_probe"]
     assert len(report["results"]) >= 5
     assert {r["gpu"]["source"] for r in report["results"]} == {"catalog"}
     o = run_entry(["check", "Qwen/Qwen3-8B"])
     assert_contract(o)
-    assert "No GPU probed" in o.out and reason in " ".join(o.out.split())
+    assert "no GPU named or probed" in o.out and reason in " ".join(o.out.split())
     o = run_entry(["gpus"])
     assert_contract(o)
     assert o.code == 0 and reason in " ".join(o.out.split())
@@ -207,7 +207,7 @@ def test_check_uses_the_mig_instance_not_the_whole_gpu(inproc):
     gpu = json.loads(o.out)["gpu"]
     assert gpu["name"] == f"{A100} MIG 3g.40gb" and gpu["total_bytes"] == int(39.25 * GiB)
     assert gpu["source"] == "NVML MIG instance"
-    o = run_entry(["check", "Qwen/Qwen3-8B"])
+    o = run_entry(["check", "Qwen/Qwen3-8B", "--details"])
     assert_contract(o)
     assert "MIG 3g.40gb" in o.out and "NVML MIG instance" in o.out
 
@@ -232,7 +232,8 @@ def test_mig_mode_without_instances(inproc):
     o = run_entry(["check", "Qwen/Qwen3-8B", "--json"])
     assert_contract(o, json_out=True)
     report = json.loads(o.out)
-    assert report["schema"] == "kvfit.check-table/1" and "no MIG instance" in report["gpu_probe"]
+    assert report["schema"] == "kvfit.check/2" and report["verdict"]["table"]
+    assert "no MIG instance" in report["gpu_probe"]
 
 
 # --- a GPU other processes already use --------------------------------------------------------------
@@ -245,7 +246,8 @@ def busy_h100(free_gib: float) -> dict:
 
 def test_busy_gpu_vllm_will_refuse_to_start(inproc):
     """free (30 GiB) < total x 0.92: vLLM refuses at startup. The verdict says so, names the largest
-    utilization that starts (0.37 = floor(30 / 79.19, 2)), and the recommended one starts and fits."""
+    utilization that starts once vLLM's CUDA context (0.41 GiB, gt-046) takes its share of the free memory
+    (0.37 = floor((30 - 0.41) / 79.19, 2)), and the recommended one starts and fits."""
     nvml_fake.install(inproc, busy_h100(30))
     o = run_entry(["check", "Qwen/Qwen3-8B", "--json"])
     assert_contract(o, json_out=True)
@@ -255,9 +257,10 @@ def test_busy_gpu_vllm_will_refuse_to_start(inproc):
     reason = report["verdict"]["reasons"][0]
     assert reason.startswith("vLLM will refuse to start") and "other processes hold 49.19 GiB" in reason
     assert "--gpu-memory-utilization 0.37 or lower would start" in reason
+    assert report["policy"]["utilization_ceiling"] == 0.37
     util = report["recommendation"]["gpu_memory_utilization"]
     assert util is not None and 0 < util <= 0.37
-    assert f"--gpu-memory-utilization {util:g}" in report["recommendation"]["serve_flags"]
+    assert f"--gpu-memory-utilization {util:g}" in report["recommendation"]["command"]["text"]
     o = run_entry(["check", "Qwen/Qwen3-8B", "--gpu-memory-utilization", f"{util:g}", "--json"])
     assert_contract(o, json_out=True)
     again = json.loads(o.out)
@@ -274,21 +277,26 @@ def test_busy_gpu_with_no_room_at_all(inproc):
     report = json.loads(o.out)
     assert o.code == 1 and report["verdict"]["startup_ok"] is False
     assert "no utilization would start" in report["verdict"]["reasons"][0]
-    assert report["recommendation"]["gpu_memory_utilization"] is None
-    assert "free memory allows" in report["recommendation"]["utilization_note"]
+    assert report["verdict"]["nothing_fits"] is True
+    rec = report["recommendation"]
+    assert rec is None or rec["needs"]                       # nothing on this GPU until other processes free it
+    assert report["policy"]["utilization_ceiling"] == 0.0
 
 
 def test_busy_gpu_startup_check_is_exact(inproc):
-    """The boundary: vLLM compares free with ceil(total x utilization), to the byte."""
+    """The boundary: vLLM compares the free memory it sees (NVML's free less its own CUDA context, 0.41 GiB on an
+    idle A100, gt-046) with ceil(total x utilization), to the byte."""
+    from kvfit.memory.overhead import CUDA_CONTEXT_BYTES
+
     total = 80 * GiB
     spec = {"gpus": [nvml_fake.gpu("NVIDIA H100 80GB HBM3", 80, 40)]}
-    spec["gpus"][0]["free"] = total // 2                  # exactly half free
+    spec["gpus"][0]["free"] = total // 2 + CUDA_CONTEXT_BYTES      # exactly half free once vLLM's context exists
     nvml_fake.install(inproc, spec)
     o = run_entry(["check", "Qwen/Qwen3-0.6B", "--gpu-memory-utilization", "0.5", "--max-model-len", "4096",
                    "--json"])
     assert_contract(o, json_out=True)
     assert json.loads(o.out)["verdict"]["startup_ok"] is True
-    spec["gpus"][0]["free"] = total // 2 - 1
+    spec["gpus"][0]["free"] = total // 2 + CUDA_CONTEXT_BYTES - 1
     o = run_entry(["check", "Qwen/Qwen3-0.6B", "--gpu-memory-utilization", "0.5", "--max-model-len", "4096",
                    "--json"])
     assert_contract(o, json_out=True)

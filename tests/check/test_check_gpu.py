@@ -216,12 +216,17 @@ def test_free_below_total_times_util_human(kvfit):
 
 
 def test_free_exactly_requested_starts(kvfit):
-    # vLLM raises only when free < requested: free = ceil(25,318,916,096 x 0.5) = 12,659,458,048 starts
+    # vLLM raises only when the free memory it sees (in its worker, after its CUDA context: 0.41 GiB on an
+    # idle A100, gt-046) is below ceil(25,318,916,096 x 0.5) = 12,659,458,048: NVML's free, probed from
+    # kvfit's process, must hold both
+    from kvfit.memory.overhead import CUDA_CONTEXT_BYTES
+
+    need = 12_659_458_048 + CUDA_CONTEXT_BYTES
     r = kvfit("check", ORPHEUS, "--max-model-len", "8192", "--gpu-memory-utilization", "0.5", "--json",
-              nvml={"gpus": [_busy_3090(12_659_458_048)]})
+              nvml={"gpus": [_busy_3090(need)]})
     assert r.json["verdict"]["startup_ok"] is True
     r = kvfit("check", ORPHEUS, "--max-model-len", "8192", "--gpu-memory-utilization", "0.5", "--json",
-              nvml={"gpus": [_busy_3090(12_659_458_047)]})
+              nvml={"gpus": [_busy_3090(need - 1)]})
     assert r.json["verdict"]["startup_ok"] is False
 
 

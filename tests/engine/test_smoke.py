@@ -243,7 +243,7 @@ def test_vllm_missing_says_how_to_install_it(llama_a):
     """kvfit's Python cannot import vllm (blocked in sys.modules): exit 2 and the install command."""
     code = ("import sys; sys.modules['vllm'] = None; "
             f"sys.argv = ['kvfit', 'smoke', {str(llama_a)!r}, '--device', 'cpu', '--kv-cache-memory-bytes', '1GiB']; "
-            "from kvfit.cli.fast import main; main()")
+            "from kvfit.cli.main import main; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
     err = " ".join(p.stderr.split())
@@ -254,7 +254,7 @@ def test_vllm_missing_says_how_to_install_it(llama_a):
 def test_check_smoke_vllm_missing_too(llama_a):
     code = ("import sys; sys.modules['vllm'] = None; "
             f"sys.argv = ['kvfit', 'check', {str(llama_a)!r}, '--device', 'cpu', '--kv-cache-memory-bytes', '1GiB', "
-            "'--smoke']; from kvfit.cli.fast import main; main()")
+            "'--smoke']; from kvfit.cli.main import main; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
     assert 'pip install "kvfit[smoke]"' in " ".join(p.stderr.split())
@@ -268,7 +268,7 @@ def test_engine_python_without_vllm_is_reported_not_crashed(llama_a, tmp_path):
     (fake / "vllm" / "__init__.py").write_text("raise ImportError('simulated: vllm is broken here')\n")
     code = ("import sys; "
             f"sys.argv = ['kvfit', 'smoke', {str(llama_a)!r}, '--device', 'cpu', '--kv-cache-memory-bytes', '1GiB', "
-            "'--dummy-weights', '--json']; from kvfit.cli.fast import main; main()")
+            "'--dummy-weights', '--json']; from kvfit.cli.main import main; main()")
     env = _env(PYTHONPATH=os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 2, p.stdout[-3000:] + p.stderr[-3000:]

@@ -382,7 +382,7 @@ def test_explain_does_not_import_vllm_or_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from kvfit.cli.fast import main; sys.argv=['kvfit','explain',%r,'--offline']\n"
+    code = ("import sys; from kvfit.cli.main import main; sys.argv=['kvfit','explain',%r,'--offline']\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "bad=[m for m in ('vllm','torch','transformers') if m in sys.modules]\n"
             "assert not bad, bad\n") % str(DATA / "v032_h100_llama8b.log")

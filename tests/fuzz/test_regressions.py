@@ -141,7 +141,7 @@ def test_nvml_gpu_with_zero_memory(env):
         o = run_entry(["check", "Qwen/Qwen3-8B", "--json"])
     assert_contract(o, json_out=True)
     report = json.loads(o.out)
-    assert report["schema"] == "kvfit.check-table/1"          # the common-GPU table, with the reason
+    assert report["schema"] == "kvfit.check/2" and report["verdict"]["table"]   # the common-GPU table, with the reason
     assert "0 bytes" in report["gpu_probe"]
 
 

@@ -32,13 +32,13 @@ def test_each_example_launch_parses_and_round_trips(path):
 def test_the_orpheus_deployment_is_the_same_in_every_form():
     seen = {}
     for path in ORPHEUS_FILES:
-        ea = L.engine_args(L.parse(path.read_text(), filename=path.name))
-        seen[path.name] = (ea.model, ea.quantization, ea.settings)
+        v = L.read_values(L.parse(path.read_text(), filename=path.name))
+        seen[path.name] = (v.model, v.values)
     values = set(map(repr, seen.values()))
     assert len(values) == 1, seen
-    model, quant, settings = next(iter(seen.values()))
+    model, settings = next(iter(seen.values()))
     # the seed case: FP8 weights at gpu_memory_utilization 0.35
-    assert quant == "fp8" and settings["gpu_memory_utilization"] == 0.35
+    assert settings["quantization"] == "fp8" and settings["gpu_memory_utilization"] == 0.35
     assert settings["max_model_len"] == 8192
 
 
@@ -108,5 +108,5 @@ def test_each_orpheus_form_meets_the_seed_goals_via_check(cli, path):
     r = cli("check", "--gpu", "RTX 4090", "--max-vram", "9GB", "--context", "8192", "--concurrency", "8",
             "--launch", str(path), "--json")
     assert r.rc == 0, r
-    p = r.json["plan"]
-    assert p["meets"] and p["recommended"]["label"] == "as given"
+    d = r.json
+    assert d["verdict"]["fits"] and d["recommendation"]["as_given"]

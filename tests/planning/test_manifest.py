@@ -48,7 +48,7 @@ def test_all_pass_exit_0(cli, tmp_path):
     assert r.rc == 0, r
     assert "3 passed, 0 failed" in r.out
     d = cli("check", "--manifest", str(f), "--json").json
-    assert d["schema"] == "kvfit.manifest/1" and d["ok"] and d["passed"] == 3
+    assert d["schema"] == "kvfit.manifest/2" and d["ok"] and d["passed"] == 3
     assert [(x["name"], x["gpu"]) for x in d["results"]] == [
         ("tts", "NVIDIA GeForce RTX 4090"), ("chat", "NVIDIA A100-SXM4-80GB"), ("chat", "NVIDIA H100 80GB HBM3")]
     tts = d["results"][0]
@@ -89,7 +89,8 @@ def test_github_annotations_and_step_summary(cli, tmp_path, monkeypatch, capfd):
     summary = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
-    from kvfit.app.manifest import github_annotations, run_entries
+    from kvfit.app.manifest import run_entries
+    from kvfit.render.ci import github_annotations
 
     data = run_entries(str(f))
     ann = github_annotations(data)

@@ -10,7 +10,8 @@ import struct
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from kvfit.plan import goals as G
+from kvfit.plan.goals import Goals, judge
+from kvfit.plan.planner import plan as plan_for
 from kvfit import launch as L
 from kvfit.arch.normalize import normalize
 from kvfit.errors import KvfitError
@@ -78,14 +79,14 @@ def scenarios(draw):
     if draw(st.booleans()):
         goals += ["--concurrency", str(draw(st.integers(1, 16)))]
     if draw(st.booleans()):
-        goals += ["--max-vram", str(int(total_gib * GiB * draw(st.floats(0.2, 1.0))))]
+        goals += ["--max-vram", f"{int(total_gib * GiB * draw(st.floats(0.2, 1.0)))}B"]
     goals += draw(st.sampled_from([[], ["--headroom", "0"], ["--headroom", "128MiB"], ["--headroom", "3%"]]))
     return cfg, params, int(total_gib * GiB), launch, goals
 
 
-def printed_launches(plan_json: dict) -> list[dict]:
-    out = [plan_json["recommended"], plan_json["kv_pinned"], *plan_json["alternatives"]]
-    return [o for o in out if o is not None and o["meets"]]
+def printed_launches(d: dict) -> list[dict]:
+    out = [d["recommendation"], d["kv_pinned"], *d["alternatives"]]
+    return [o for o in out if o is not None and o["meets"] and o["command"] is not None and not o["needs"]]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -94,32 +95,31 @@ def printed_launches(plan_json: dict) -> list[dict]:
 def test_every_printed_recommendation_fits_when_fed_back(cli, tmp_path_factory, scenario):
     cfg, params, total, launch, goal_args = scenario
     path = write_model(tmp_path_factory.mktemp("model"), cfg, params)
-    r = cli("check", path, "--gpu-memory", str(total), "--vllm-version", "0.32.0", *launch, *goal_args,
-            "--format", "json")
+    gpu = ["--gpu-memory", f"{total}B", "--vllm-version", "0.32.0"]
+    r = cli("check", path, *gpu, *launch, *goal_args, "--format", "json")
     if r.rc == 2:                   # vLLM would refuse the launch outright (a bad combination): nothing printed
         assert "kvfit:" in r.err
         return
     assert r.rc in (0, 1), r
-    p = r.json["plan"]
-    assert (r.rc == 0) == p["meets"]
-    for o in printed_launches(p):
+    d = r.json
+    assert (r.rc == 0) == d["verdict"]["fits"]
+    for o in printed_launches(d):
         # the printed launch says what the option says
-        text_launch = L.parse(o["launch"]["text"], o["launch"]["form"])
-        ea = L.engine_args(text_launch)
-        assert ea.settings.get("max_model_len", None) in (None, o["max_model_len"]) or o["max_model_len"] is None
-        if o["gpu_memory_utilization"] is not None and "gpu_memory_utilization" in ea.settings:
-            assert ea.settings["gpu_memory_utilization"] == o["gpu_memory_utilization"]
-        # ... and fed back into kvfit check, it fits and meets the goals
-        back = cli("check", "--json", *o["recheck"])
-        assert back.rc == 0, (o["label"], o["recheck"], back)
-        bp = back.json["plan"]
-        assert bp["meets"] and back.json["verdict"]["fits"]
-        if p["goals"]["max_vram_bytes"]:
-            assert bp["footprint_bytes"] <= p["goals"]["max_vram_bytes"]
-        if p["goals"]["context"]:
-            assert back.json["settings"]["max_model_len"] >= p["goals"]["context"]
-        if p["goals"]["concurrency"] and bp["sequences_resident"] is not None:
-            assert bp["sequences_resident"] >= p["goals"]["concurrency"]
+        v = L.read_values(L.parse(o["command"]["text"], o["command"]["form"])).values
+        assert v.get("max_model_len", o["max_model_len"]) == o["max_model_len"] or o["max_model_len"] is None
+        if o["gpu_memory_utilization"] is not None and "gpu_memory_utilization" in v:
+            assert v["gpu_memory_utilization"] == o["gpu_memory_utilization"]
+        # ... and fed back into kvfit check (after `--`, with the same goals), it fits and meets the goals
+        back = cli("check", path, "--json", *gpu, *goal_args, "--", *o["command"]["argv"])
+        assert back.rc == 0, (o["label"], o["command"]["argv"], back)
+        b = back.json
+        assert b["verdict"]["fits"]
+        if d["goals"] and d["goals"]["max_vram_bytes"]:
+            assert b["as_given"]["footprint_bytes"] <= d["goals"]["max_vram_bytes"]
+        if d["goals"] and d["goals"]["context"]:
+            assert b["settings"]["max_model_len"] >= d["goals"]["context"]
+        if d["goals"] and d["goals"]["concurrency"] and b["as_given"]["sequences_resident"] is not None:
+            assert b["as_given"]["sequences_resident"] >= d["goals"]["concurrency"]
 
 
 @st.composite
@@ -131,7 +131,7 @@ def planner_cases(draw):
               source="NVML" if free is not None else "catalog")
     s = Settings(gpu_memory_utilization=draw(st.one_of(st.none(), st.integers(30, 95).map(lambda x: x / 100))),
                  kv_cache_dtype=draw(st.sampled_from(["auto", "fp8"])))
-    goals = G.Goals(context=draw(st.one_of(st.none(), st.integers(256, cfg["max_position_embeddings"]))),
+    goals = Goals(context=draw(st.one_of(st.none(), st.integers(256, cfg["max_position_embeddings"]))),
                     concurrency=draw(st.one_of(st.none(), st.integers(1, 16))),
                     max_vram_bytes=draw(st.one_of(st.none(), st.integers(total // 5, total))))
     return cfg, params, gpu, s, goals
@@ -145,19 +145,17 @@ def test_planner_never_proposes_more_than_free_memory_or_the_budget(case):
     inv = Inventory({"BF16": params}, "test") if params else None
     model = plan.Model("generated", "local", "test", arch, inv)
     try:
-        pl = G.plan_goals(model, gpu, s, P, goals)
+        pl = plan_for(model, gpu, s, P, goals)
     except KvfitError:
         assume(False)
         return
-    options = [o for o in (pl.recommended, *pl.alternatives) if o is not None and o.meets]
-    if pl.kv_form is not None:
-        options.append(G.Option("pinned", -1, pl.kv_form, True, 0, pl.kv_form.resident))
+    options = [o for o in (pl.recommended, pl.kv_pinned, *pl.alternatives) if o is not None and o.meets]
     for o in options:
         c = o.check
-        again = G.check(model, c.gpu, c.settings, P, goals, c.variant)
+        again = judge(c.model, c.gpu, c.settings, P, goals, pl.policy.headroom_bytes)
         assert again.meets, (o.label, again.unmet)
-        if c.gpu is gpu and c.settings.kv_cache_memory_bytes is None and o.requires is None:
-            assert c.utilization <= pl.ceiling
+        if c.gpu is gpu and c.settings.kv_cache_memory_bytes is None and o.requires is None and o.label != "as given":
+            assert c.utilization <= pl.policy.ceiling
             if gpu.free_bytes is not None:
                 assert math.ceil(gpu.total_bytes * c.utilization) <= gpu.free_bytes
         if goals.max_vram_bytes is not None:

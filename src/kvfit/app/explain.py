@@ -86,7 +86,14 @@ def corrected_launch(facts: LogFacts, settings: Settings, fix: Fix | None) -> L.
     when there is no fix."""
     if fix is None or (not fix.flags and not fix.env):
         return None
-    base = L.compose(facts.model or "MODEL", settings)
+    # the flags a launch sets that decide the KV cache; the log's resolved block size and batch sizes are vLLM's
+    # defaults as often as the user's, so they are not written
+    keep = Settings(max_model_len=settings.max_model_len, gpu_memory_utilization=settings.gpu_memory_utilization,
+                    kv_cache_memory_bytes=settings.kv_cache_memory_bytes,
+                    tensor_parallel_size=settings.tensor_parallel_size,
+                    pipeline_parallel_size=settings.pipeline_parallel_size, kv_cache_dtype=settings.kv_cache_dtype,
+                    enforce_eager=settings.enforce_eager, device=settings.device)
+    base = L.compose(facts.model or "MODEL", keep)
     if settings.device == "cuda" and facts.gpu_memory_utilization is not None and settings.kv_cache_memory_bytes is None:
         base = L.updated(base, {"gpu-memory-utilization": f"{facts.gpu_memory_utilization:g}"})
     changes: dict = {}

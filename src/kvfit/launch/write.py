@@ -9,7 +9,6 @@ import shlex
 from dataclasses import replace
 from typing import Any
 
-import yaml
 
 from ..errors import BadInput
 from .grammar import _FLOAT, _HUMAN_INT, _INT, _JSON, FORMS, FRONTEND, KIND
@@ -19,6 +18,8 @@ from ..units import parse_human_int
 
 def yaml_scalar(text: str) -> Any:
     """A plain scalar as PyYAML's safe_load resolves it (YAML 1.1: yes/no/on/off are booleans, 0o12 octal ...)."""
+    import yaml          # only on the YAML path (PyYAML costs ~15 ms of start-up)
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

@@ -372,12 +372,14 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
     reasons: list[str] = []
     startup_ok = True
     # vLLM's Worker.init_device runs request_memory() even with --kv-cache-memory-bytes set.
-    if settings.device == "cuda" and gpu.free_bytes is not None and profile.startup_free_check:
-        if gpu.free_bytes < mem.requested_bytes:
+    free = free_seen_by_vllm(gpu)
+    if settings.device == "cuda" and free is not None and profile.startup_free_check:
+        if free < mem.requested_bytes:
             startup_ok = False
             startable = max_startable_utilization(gpu)
+            ctx = "" if free == gpu.free_bytes else f" once its CUDA context ({CUDA_CONTEXT_BYTES / 2**30:.2f} GiB) exists"
             reasons.append(
-                f"vLLM will refuse to start: free memory {gpu.free_bytes / 2**30:.2f} GiB is less than "
+                f"vLLM will refuse to start: free memory{ctx} {free / 2**30:.2f} GiB is less than "
                 f"{r.gpu_memory_utilization} x {gpu.total_bytes / 2**30:.2f} GiB = {mem.requested_bytes / 2**30:.2f} GiB "
                 f"(other processes hold {((gpu.used_bytes or 0)) / 2**30:.2f} GiB); "
                 + (f"--gpu-memory-utilization {startable:.2f} or lower would start" if startable > 0 else
@@ -398,11 +400,24 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
                   inv)
 
 
+def free_seen_by_vllm(gpu: Gpu) -> int | None:
+    """The free memory vLLM's startup check sees (v1/worker/gpu_worker.py: measured in its worker, after its
+    own CUDA context exists): NVML's free, probed from kvfit's process, less that context (0.41 GiB on an idle
+    A100, calibration gt-046). A free figure from a vLLM log is already vLLM's own."""
+    if gpu.free_bytes is None:
+        return None
+    if gpu.source.startswith("NVML"):
+        return max(0, gpu.free_bytes - CUDA_CONTEXT_BYTES)
+    return gpu.free_bytes
+
+
 def max_startable_utilization(gpu: Gpu) -> float:
-    """The largest 2-decimal utilization vLLM's startup check accepts: ceil(total x u) <= free."""
-    if gpu.free_bytes is None or gpu.total_bytes <= 0:
+    """The largest 2-decimal utilization vLLM's startup check accepts: ceil(total x u) <= the free memory it
+    sees."""
+    free = free_seen_by_vllm(gpu)
+    if free is None or gpu.total_bytes <= 0:
         return 1.0
-    u = min(1.0, math.floor(gpu.free_bytes / gpu.total_bytes * 100) / 100)
-    while u > 0 and math.ceil(gpu.total_bytes * u) > gpu.free_bytes:
+    u = min(1.0, math.floor(free / gpu.total_bytes * 100) / 100)
+    while u > 0 and math.ceil(gpu.total_bytes * u) > free:
         u = round(u - 0.01, 2)
     return max(0.0, u)

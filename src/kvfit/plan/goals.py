@@ -24,7 +24,7 @@ from ..gpu.model import Gpu
 from ..memory.profiles import Profile
 from ..settings import Settings
 from ..units import GiB, MiB, gib, parse_size
-from .evaluate import Model, Result, evaluate
+from .evaluate import Model, Result, evaluate, free_seen_by_vllm
 
 DEFAULT_HEADROOM_BYTES = 256 * MiB
 
@@ -187,16 +187,12 @@ def judge(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: G
                               + (f" (+ {gib(headroom)} headroom)" if slack else "")
                               + f" per GPU, over the {gib(goals.max_vram_bytes)} budget"))
         if pinned:
-            limit = gpu.total_bytes if gpu.free_bytes is None else min(gpu.total_bytes, gpu.free_bytes)
+            free = free_seen_by_vllm(gpu)
+            limit = gpu.total_bytes if free is None else min(gpu.total_bytes, free)
             if footprint + headroom > limit:
                 unmet.append(("headroom", f"weights, activations and the {gib(settings.kv_cache_memory_bytes)} KV "
                               f"budget take {gib(footprint)}; with {gib(headroom)} headroom that is more than the "
                               + ("free memory" if gpu.free_bytes is not None else "GPU") + f" ({gib(limit)})"))
-            if res.startup_ok and gpu.free_bytes is not None \
-                    and gpu.free_bytes < math.ceil(gpu.total_bytes * r.gpu_memory_utilization):
-                unmet.append(("fits", f"vLLM still checks free memory against gpu_memory_utilization "
-                              f"{r.gpu_memory_utilization} at startup ({gib(gpu.free_bytes)} free < "
-                              f"{gib(math.ceil(gpu.total_bytes * r.gpu_memory_utilization))})"))
     return Check(settings, gpu, model, res, resident, exact, headroom, kv_needed, footprint, not unmet, tuple(unmet))
 
 

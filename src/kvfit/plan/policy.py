@@ -18,7 +18,7 @@ pasted launch, a manifest entry, sweep, smoke); printed in the report and in the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..gpu.model import Gpu
 from ..memory.overhead import CUDA_CONTEXT_BYTES
@@ -55,10 +55,9 @@ def policy_for(gpu: Gpu, goals: Goals, device: str = "cuda") -> Policy:
     if device != "cuda" or gpu.total_bytes <= 0:
         return Policy(headroom, goals.headroom.text, 1.0, "the CPU backend takes an explicit KV budget")
     if gpu.free_bytes is not None:
-        after_ctx = replace(gpu, free_bytes=max(0, gpu.free_bytes - CUDA_CONTEXT_BYTES))
-        ceiling = max_startable_utilization(after_ctx)
-        reason = (f"{gpu.free_bytes / 2**30:.2f} GiB free on {gpu.name} less vLLM's CUDA context "
-                  f"({CUDA_CONTEXT_BYTES / 2**30:.2f} GiB) starts at most {ceiling:.2f}")
+        ceiling = max_startable_utilization(gpu)
+        ctx = f" less vLLM's CUDA context ({CUDA_CONTEXT_BYTES / 2**30:.2f} GiB)" if gpu.source.startswith("NVML") else ""
+        reason = f"{gpu.free_bytes / 2**30:.2f} GiB free on {gpu.name}{ctx} starts at most {ceiling:.2f}"
     else:
         ceiling = UNPROBED_CEILING
         reason = (f"{gpu.name} is named, not probed: kvfit leaves 5% for the CUDA context and anything else "

@@ -139,6 +139,10 @@ def render(console: Console, a, *, details: bool = False) -> None:
     console.print(memory_bar(res))
     for n in inp.notes:
         console.print(f"[dim]note: {escape(n)}[/]")
+    arch = res.model.arch
+    for n in arch.inferred:            # a repository with custom code: say that none of it ran
+        if "auto_map" in n:
+            console.print(f"[dim]note: inferred: {escape(n)}[/]")
     if details:
         render_details(console, a)
     else:
@@ -202,7 +206,7 @@ def render_details(console: Console, a) -> None:
     if g.alternatives:
         console.print()
         console.print(alternatives_table(g))
-    notes = [*res.notes, *pl.notes, *(f"inferred: {x}" for x in arch.inferred)]
+    notes = [*res.notes, *pl.notes, *(f"inferred: {x}" for x in arch.inferred if "auto_map" not in x)]
     for n in notes:
         console.print(f"[dim]note: {escape(n)}[/]")
 
