@@ -404,7 +404,7 @@ def test_unknown_model_subprocess_offline(kvfit):
     ("Qwen/Qwen2.5-7B-Instruct", 28 * 4 * (3584 // 28) * 2 * 2),      # 57,344
     ("Qwen/Qwen3-8B", 36 * 8 * 128 * 2 * 2),                          # 147,456
     ("mistralai/Mistral-7B-Instruct-v0.3", 32 * 8 * 128 * 2 * 2),    # 131,072
-    ("microsoft/phi-4", 40 * 10 * (5120 // 40) * 2 * 2),              # 204,800
+    ("microsoft/Phi-3-medium-4k-instruct", 40 * 10 * (5120 // 40) * 2 * 2),  # no head_dim in the file: 204,800
     ("deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B", 28 * 2 * 128 * 2 * 2),  # 28,672 (quoted in its source)
     ("meta-llama/Llama-2-7b-hf", 32 * 32 * 128 * 2 * 2),             # MHA, fp16 config: 524,288
 ])
@@ -439,7 +439,7 @@ def test_models_lists_the_catalog(cli):
                  "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-70B-Instruct",
                  "Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen3-8B", "mistralai/Mistral-7B-Instruct-v0.3",
                  "google/gemma-2-9b-it", "google/gemma-3-4b-it", "microsoft/Phi-3-mini-4k-instruct",
-                 "microsoft/phi-4", "deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "openai/gpt-oss-20b"):
+                 "microsoft/Phi-3-medium-4k-instruct", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", "openai/gpt-oss-20b"):
         assert must in rows, must
     assert rows[ORPHEUS]["layers"] == 28
     assert rows[ORPHEUS]["max_model_len"] == 131072

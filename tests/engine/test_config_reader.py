@@ -32,6 +32,7 @@ from kvfit.errors import BadInput, ConfigError
 from kvfit.gpu.model import Gpu
 from kvfit.kv.layout import kv_heads_per_rank
 from kvfit.kv.specs import mamba_state_shapes
+from kvfit.sources.catalog import entries
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 DIRS = sorted([p for p in (DATA / "models").iterdir() if (p / "config.json").exists()]
@@ -145,6 +146,22 @@ def _mamba_shapes(view: dict, tp: int):
 
 @pytest.mark.parametrize("d", DIRS, ids=[f"{p.parent.name}/{p.name}" for p in DIRS])
 def test_normalized_architecture_matches_vllm(d: Path):
+    _compare(d)
+
+
+# bundled catalog configs that are not copies of tests/data/models (those are compared above)
+CATALOG = [e for e in entries() if "shared" not in e["config_source"]]
+
+
+@pytest.mark.parametrize("entry", CATALOG, ids=[e["id"] for e in CATALOG])
+def test_catalog_config_matches_vllm(entry: dict, tmp_path: Path):
+    (tmp_path / "config.json").write_text(json.dumps(entry["config"]))
+    if entry["hf_quant_config"] is not None:
+        (tmp_path / "hf_quant_config.json").write_text(json.dumps(entry["hf_quant_config"]))
+    _compare(tmp_path)
+
+
+def _compare(d: Path):
     config = json.loads((d / "config.json").read_text())
     hq = json.loads((d / "hf_quant_config.json").read_text()) if (d / "hf_quant_config.json").exists() else None
     v = vllm_view(d)

@@ -240,7 +240,8 @@ def test_recheck_gt021_orpheus_v0_with_a_named_gpu():
     assert flags_of(d["corrected_command"]) == {"--max-model-len": "131072", "--gpu-memory-utilization": "0.93"}
 
 
-@pytest.mark.parametrize("obs_id", ["gt-001", "gt-007", "gt-031", "gt-046", "gt-047"])
+# gt-031 (Qwen3-4B) left the list with its catalog entry: no real copy of Qwen3-4B's config.json was found
+@pytest.mark.parametrize("obs_id", ["gt-001", "gt-007", "gt-046", "gt-047"])
 def test_recheck_agrees_with_real_logs(obs_id):
     """Records whose model is bundled and whose log shows both a block/token count and a GiB figure: kvfit's KV
     layout for the model reproduces them (blocks x bytes per block = the GiB figure, to its rounding)."""

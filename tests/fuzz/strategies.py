@@ -214,10 +214,10 @@ def mutated_text(draw):
 
 # --- command lines -----------------------------------------------------------------------------
 
-BUNDLED = ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B-Instruct", "google/gemma-3-12b-it",
-           "deepseek-ai/DeepSeek-V2-Lite", "openai/gpt-oss-20b", "mistralai/Mistral-7B-Instruct-v0.1",
+BUNDLED = ["Qwen/Qwen3-8B", "meta-llama/Llama-3.1-8B-Instruct", "google/gemma-3-4b-it",
+           "deepseek-ai/DeepSeek-V2-Lite-Chat", "openai/gpt-oss-20b", "mistralai/Mistral-7B-Instruct-v0.1",
            "canopylabs/orpheus-3b-0.1-ft", "tiiuae/falcon-mamba-7b", "qwen/qwen3-0.6b",
-           "meta-llama/Llama-3.3-70B-Instruct", "deepseek-ai/DeepSeek-R1", "google/gemma-2-2b-it"]
+           "meta-llama/Llama-3.1-70B-Instruct", "deepseek-ai/DeepSeek-R1", "google/gemma-2-2b-it"]
 GPUS = ["RTX 3090", "H100", "NVIDIA H100 80GB HBM3", "A100", "A100-SXM4-80GB", "L4", "T4", "V100",
         "rtx4090", "h200", "A10", "NVIDIA", "GeForce", "", " ", "nope", "[/]", "4090", "B200", "MI300X"]
 SIZES = ["24GiB", "79.25GiB", "24GB", "1", "0", "-1", "1e999", "nan", "inf", "abc", "", "1TiB",

@@ -38,8 +38,13 @@ def test_v1_records_with_a_gpu_total_meet_the_target():
 def test_v0_records_are_reported_with_their_own_figures():
     scored, skipped, implied, assumed = accuracy.run_records(accuracy.load_records(DATA), DATA)
     v0 = {r.obs_id: r for r in scored if r.engine == "V0"}
-    assert {"gt-001", "gt-031", "gt-033", "gt-037", "gt-039", "gt-041", "gt-047"} <= set(v0)
-    assert v0["gt-033"].reported == 1_249_840        # 78,115 blocks x 16
+    assert {"gt-001", "gt-039", "gt-041", "gt-047"} <= set(v0)
+    assert v0["gt-047"].reported == 107_984          # "# GPU blocks: 6749" x 16
+    # their models left the bundled catalog (no real copy of Qwen3-4B, Qwen2.5-1.5B-Instruct, Qwen2.5-0.5B-Instruct
+    # or DeepSeek-V2-Lite config.json was found), so the records are listed, not scored
+    why = {r.obs_id: r.reason for r in skipped}
+    for oid in ("gt-029", "gt-031", "gt-033", "gt-037"):
+        assert oid not in v0 and why[oid] == "model not known to kvfit", (oid, why.get(oid))
     orpheus = [r for r in assumed if r.obs_id == "gt-021"][0]
     assert orpheus.reported == 126_208 and abs(orpheus.error_pct) < 3
 
