@@ -134,6 +134,23 @@ def cudagraph_capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, cap:
     return max(1, len(sizes))
 
 
+def estimate_cudagraph_bytes(profile, *, max_num_seqs: int, max_num_batched_tokens: int, layers_on_rank: int,
+                             num_speculative_tokens: int = 0, enforce_eager: bool = False) -> int:
+    """CUDA-graph memory for any release: the capture sizes that release takes
+    (profiles.cudagraph_capture_sizes) times the per-graph, per-layer cost fitted on gt-046 (0.31).
+    The size list is read from each release's code; the cost per graph is the 0.31 fit, an estimate for
+    other releases and for V0. For releases that do not reserve graphs (profiles.cudagraph_rule) this
+    is what must fit the headroom (profiles.cudagraph_headroom_warning)."""
+    from . import profiles as P
+
+    if enforce_eager:
+        return 0
+    n = len(P.cudagraph_capture_sizes(profile, max_num_seqs, max_num_batched_tokens, num_speculative_tokens))
+    if n == 0:
+        return 0
+    return int(max(2 * (n - 1) * CUDAGRAPH_FLOOR_PER_GRAPH, n * max(1, layers_on_rank) * CUDAGRAPH_BYTES_PER_GRAPH_LAYER))
+
+
 def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int) -> int:
     h = arch.hidden_size
     if arch.num_experts and arch.experts_per_token:

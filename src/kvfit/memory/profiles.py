@@ -36,7 +36,14 @@ Memory and engine
                default (env default "1"; the log says "default since v0.21") config/cache.py, envs.py
   0.27.0       logged "peak activation" includes the CUDA-graph estimate, and
                the "Free memory on device" line adds the captured graph
-               memory again in its --kv-cache-memory suggestion               v1/worker/gpu_worker.py
+               memory again in its --kv-cache-memory suggestion (a log-only
+               double count: the KV budget subtracts the estimate once; in
+               0.26 that line's peak activation is the torch peak alone)      v1/worker/gpu_worker.py
+  all          CUDA graphs are captured after the KV cache is allocated
+               (compile_or_warm_up_model / V0 capture_model); without the
+               estimate they must fit what utilization leaves free
+               (cudagraph_headroom_warning). Capture sizes per release:
+               cudagraph_capture_sizes (config/vllm.py, config.py before 0.10.2)
   0.28.0       >= 160 GiB tier (B200/B300): 16384 tokens for both entrypoints engine/arg_utils.py
   all V1       GB10 (DGX Spark, cc 12.1) gets the small batch tier: <= 0.32
                NVML's memory query raises there (device_memory = 0), 0.33
@@ -101,11 +108,22 @@ Long context: RoPE scaling and the derived max_model_len (rope_scaled_max_len)
   0.12.0-0.29.x reads rope_parameters (per layer type when nested): transformers 4 copies
                 rope_scaling into it (transformers_utils/config.py::patch_rope_parameters, which
                 also adds the config's original_max_position_embeddings), transformers 5 maps it;
-                yarn: original x factor, su/longrope/llama3 not scaled
+                yarn: original x factor, su/longrope/llama3 not scaled. Which transformers: the
+                wheels' METADATA require <5 for 0.11.1-0.19, allow 4.56+ or 5.5.1+ for 0.20-0.22,
+                require >=5.5.3 from 0.24 (>=5.10.4 from 0.29). With transformers 4 a non-null
+                rope_scaling in config.json overwrites a rope_parameters override.
   0.30.0+       yarn, deepseek_yarn and deepseek_llama_scaling also not scaled: a YaRN factor no
                 longer multiplies max_position_embeddings (checked on the installed 0.32.0 with
                 Qwen3-8B: max_position_embeddings 40960 stays the limit)
   Before 0.12 an override named "rope_parameters" is an attribute vLLM never reads.
+  With transformers 5 (0.32 here) a rope_scaling override replaces rope_parameters whole: its
+  rope_theta is gone unless the override carries it (models that call set_default_rope_theta, like
+  qwen3.py, fall back to their default; get_rope otherwise uses 10000).
+  Qwen3-8B (max_position_embeddings 40960) with Qwen's YaRN launch (factor 4, original 32768) and
+  --max-model-len 131072: --rope-scaling starts on 0.8.5-0.11.0 and is an unknown flag from 0.11.1;
+  --hf-overrides rope_scaling starts on 0.6.4-0.29.x (131072 derived) and is refused from 0.30.0
+  (40960) unless max_position_embeddings is raised in the same override or
+  VLLM_ALLOW_LONG_MAX_MODEL_LEN=1; --hf-overrides rope_parameters starts only on 0.12.0-0.29.x.
   Without --max-model-len a longrope model defaults to original_max_position_embeddings (0.11.1+).
   A longer --max-model-len is refused unless model_max_length allows it, or, from 0.5.4,
   VLLM_ALLOW_LONG_MAX_MODEL_LEN is "1" or "true" (envs.py), which turns the error into a warning.
