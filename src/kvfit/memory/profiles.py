@@ -256,7 +256,7 @@ def profile_for(version: str | None, gpu=None, engine: str | None = None) -> Pro
                                f"kvfit applies {LATEST_KNOWN}'s rules, which {version} may have changed")
     if v < (0, 8, 0):
         if engine == "V1" and v >= (0, 6, 4):
-            p = profile_for("0.8.0", gpu=gpu)
+            p = profile_for("0.8.0")
             return replace(p, version=version, rules_from="0.8.0", name="V1 (opt-in)",
                            warning=f"vLLM {version} runs V1 only as an opt-in (VLLM_USE_V1=1); kvfit sizes it "
                                    "with 0.8.0's V1 rules")
@@ -514,7 +514,7 @@ def engine_for(version: str | None, env: Mapping[str, str] | None = None, *, dev
         if use_v1_set and use_v1:
             return EngineChoice("V1", f"{exp} on V1 (experimental, VLLM_USE_V1=1)")
         return EngineChoice("V0", f"{exp} is experimental on V1 in {version}: V0 unless VLLM_USE_V1=1")
-    return EngineChoice("V1", f"V1 by default from 0.8.0")
+    return EngineChoice("V1", "V1 by default from 0.8.0")
 
 
 def _v1_unsupported(v, *, device, cc, kv, dtype, quant, offload, pp, backend, spec, archs, use_mla, sliding,
@@ -1170,12 +1170,14 @@ def allow_long_max_model_len(profile: Profile | str, env: Mapping[str, str] | No
 def max_len_refusal(profile: Profile | str, *, asked: int, derived: RopeMaxLen | int, derived_key: str = "",
                     model_max_length: int | None = None, env: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
     """(error, warning) for --max-model-len against the derived length (_get_and_verify_max_len):
-    allowed up to model_max_length; beyond, refused unless VLLM_ALLOW_LONG_MAX_MODEL_LEN (0.5.4+), which
+    allowed up to the config's model_max_length (0.4.0+); beyond, refused unless VLLM_ALLOW_LONG_MAX_MODEL_LEN (0.5.4+), which
     vLLM turns into a warning."""
     version = getattr(profile, "version", profile)
     if isinstance(derived, RopeMaxLen):
         derived_key = derived_key or derived.key
         derived = derived.derived_len
+    if model_max_length is not None and _rel(profile) < (0, 4, 0):
+        model_max_length = None                   # 0.3.x compares with the derived length only
     if asked <= derived or (model_max_length is not None and asked <= model_max_length):
         return None, None
     msg = (f"--max-model-len {asked} is greater than the derived max_model_len ({derived_key}={derived}) of "
