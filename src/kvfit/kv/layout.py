@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from math import lcm
 
 from ..arch.model import AttentionLayer, MambaLayer, ModelArch
 from ..errors import BadInput
@@ -44,6 +45,10 @@ class KVOptions:
     max_model_len: int = 0               # mamba block size when prefix caching is off
     mtp_layers: int = 0                  # --speculative-config method mtp: the model's MTP layers
     mamba_align_block: int = 16          # cache block size when MambaModelConfig ran (before the platform's)
+    # vLLM 0.33, GDN hybrids with the FlashInfer GDN prefill kernel in align mode
+    # (memory/profiles.py::gdn_checkpoint_alignment): 64, else 0. The hybrid block alignment becomes
+    # lcm(alignment, 64) and each GDN MambaSpec has num_prefill_checkpoint_blocks=1.
+    gdn_checkpoint_alignment: int = 0
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,8 @@ def align_hybrid_block_size(arch: ModelArch, opt: KVOptions) -> tuple[int, int |
     align = max(opt.kernel_block_base, opt.block_size)
     if arch.use_mla:
         align = max(align, 128)
+    if opt.mamba_cache_mode == "align" and opt.gdn_checkpoint_alignment:
+        align = lcm(align, opt.gdn_checkpoint_alignment)      # 0.33: checkpoints land on block boundaries
     size = align * cdiv(mamba_page, align * attn_1)
     size = opt.kernel_block_base * cdiv(size, opt.kernel_block_base)
     block = max(opt.block_size, size)
@@ -142,8 +149,10 @@ def layer_spec(layer: AttentionLayer | MambaLayer, opt: KVOptions, block_size: i
                mamba_block: int = 0, mamba_padded: int | None = None) -> KVSpec:
     """The spec one module's get_kv_cache_spec returns on one rank."""
     if isinstance(layer, MambaLayer):
-        return MambaSpec(mamba_page_bytes(layer, opt), mamba_block,
-                         MAMBA_CHECKPOINT_BLOCKS.get(layer.kind, 0), mamba_padded, layer.kind)
+        checkpoint = MAMBA_CHECKPOINT_BLOCKS.get(layer.kind, 0)
+        if layer.kind == "gdn" and opt.gdn_checkpoint_alignment and opt.mamba_cache_mode == "align":
+            checkpoint = 1                                      # 0.33 qwen_gdn_linear_attn.py
+        return MambaSpec(mamba_page_bytes(layer, opt), mamba_block, checkpoint, mamba_padded, layer.kind)
     bs, dt = block_size, opt.kv_dtype_bytes
     if layer.kind == "mla":
         packed = MLA_PACKED_BYTES.get(opt.kv_cache_dtype)

@@ -18,6 +18,13 @@ Three terms, each with its structure read from vLLM's code and its constants fit
    profiling (counted in "consumed" beside the weights).
 3. CUDA-graph memory estimate (V1, 0.20.0+, not with --enforce-eager).
 
+vLLM 0.33 (memory/profiles.py, module docstring) changes three of these when estimate_overhead is
+given the profile: the sampler term grows by the second, warm-up sampler pass (12 B per logit with
+FlashInfer's sampler, 4 B without, none on CPU); the TRITON_MLA split-KV workspace is reserved inside
+the profile (a persistent workspace: `workspace_bytes`, part of the activation peak); and the cuBLAS
+workspace moves from the charged reserve into the baseline (`non_torch_bytes` shrinks by it, the
+memory taken before vLLM's snapshot grows by it: cuda_context_bytes()).
+
 Fitting notes. V0 logs print the three parts separately ("model weights take …; non_torch_memory
 takes …; PyTorch activation peak memory takes …"); those whose model kvfit knows fix the V0
 constants. Only one V1 log with a known GPU prints the breakdown (gt-046, vLLM 0.31, Llama-3.1-8B
@@ -57,6 +64,28 @@ CUDAGRAPH_FLOOR_PER_GRAPH = 1 * MiB
 # Memory taken before vLLM's snapshot on an otherwise idle GPU (CUDA context, NCCL): it is not charged
 # to the budget but must fit in (1 - util) x total. gt-046 / spec §8.3: 78.84 of 79.25 GiB free at start.
 CUDA_CONTEXT_BYTES = int((79.25 - 78.84) * GiB)
+# cuBLAS workspace of one handle as PyTorch sizes it by default (CUBLAS_WORKSPACE_CONFIG unset:
+# ":4096:2:16:8" = 4096 KiB x 2 + 16 KiB x 8 before Hopper, 4096 KiB x 8 = 32 MiB from compute
+# capability 9.0; aten/src/ATen/cuda/CublasHandlePool.cpp, not shipped in the wheels read here: an
+# estimate). vLLM 0.33 allocates it before the baseline snapshot (v1/worker/gpu_worker.py::init_device,
+# torch.mm + F.linear on 16x16), so it leaves the charged reserve. No 0.33 log with a known GPU
+# measures it yet.
+CUBLAS_WORKSPACE_BYTES = 4096 * 1024 * 2 + 16 * 1024 * 8
+CUBLAS_WORKSPACE_BYTES_SM90 = 4096 * 1024 * 8
+
+
+def cublas_workspace_bytes(compute_capability: tuple[int, int] | None) -> int:
+    cc = tuple(compute_capability) if compute_capability else (8, 0)
+    return CUBLAS_WORKSPACE_BYTES_SM90 if cc >= (9, 0) else CUBLAS_WORKSPACE_BYTES
+
+
+def cuda_context_bytes(profile=None, compute_capability: tuple[int, int] | None = None,
+                       device: str = "cuda") -> int:
+    """What an idle GPU loses before vLLM's baseline snapshot: the CUDA context (gt-046), plus in 0.33
+    the cuBLAS workspace created there (Profile.cublas_before_baseline)."""
+    extra = cublas_workspace_bytes(compute_capability) if (
+        profile is not None and getattr(profile, "cublas_before_baseline", False) and device == "cuda") else 0
+    return CUDA_CONTEXT_BYTES + extra
 
 # --- V0 (<= 0.8.x) -------------------------------------------------------------------------------
 # Sampler peak per logit: activation / (R x vocab) over the V0 logs whose sampler dominates the forward
@@ -89,6 +118,7 @@ class Overhead:
     forward_bytes: int = 0
     sampler_bytes: int = 0
     encoder_cache_bytes: int = 0
+    workspace_bytes: int = 0        # 0.33: TRITON_MLA split-KV workspace reserved in the profile (in activation)
 
     @property
     def total(self) -> int:
@@ -102,6 +132,23 @@ def cudagraph_capture_sizes(max_num_seqs: int, max_num_batched_tokens: int, cap:
     if max_num_batched_tokens <= top:
         sizes.add(max_num_batched_tokens)
     return max(1, len(sizes))
+
+
+def estimate_cudagraph_bytes(profile, *, max_num_seqs: int, max_num_batched_tokens: int, layers_on_rank: int,
+                             num_speculative_tokens: int = 0, enforce_eager: bool = False) -> int:
+    """CUDA-graph memory for any release: the capture sizes that release takes
+    (profiles.cudagraph_capture_sizes) times the per-graph, per-layer cost fitted on gt-046 (0.31).
+    The size list is read from each release's code; the cost per graph is the 0.31 fit, an estimate for
+    other releases and for V0. For releases that do not reserve graphs (profiles.cudagraph_rule) this
+    is what must fit the headroom (profiles.cudagraph_headroom_warning)."""
+    from . import profiles as P
+
+    if enforce_eager:
+        return 0
+    n = len(P.cudagraph_capture_sizes(profile, max_num_seqs, max_num_batched_tokens, num_speculative_tokens))
+    if n == 0:
+        return 0
+    return int(max(2 * (n - 1) * CUDAGRAPH_FLOOR_PER_GRAPH, n * max(1, layers_on_rank) * CUDAGRAPH_BYTES_PER_GRAPH_LAYER))
 
 
 def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int) -> int:
@@ -119,23 +166,53 @@ def is_multimodal(arch: ModelArch) -> bool:
     return any(k in names for k in ("ForConditionalGeneration", "VL", "Vision", "Llava", "LlavaNext"))
 
 
+def mla_kv_lora_rank(arch: ModelArch) -> int:
+    """kv_lora_rank of an MLA model: its latent head (kv_lora_rank + qk_rope_head_dim) less the rope
+    part, 64 in every MLA config kvfit bundles (DeepSeek-V2/V3/R1)."""
+    heads = [x.head_size for x in arch.attention_layers if x.kind == "mla"]
+    return max(0, (heads[0] if heads else arch.head_size) - 64)
+
+
 def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_seqs: int,
                       act_bytes: int, tp: int, enforce_eager: bool, cudagraph_counted: bool,
-                      layers_on_rank: int, memory_formula: str = "v1") -> Overhead:
+                      layers_on_rank: int, memory_formula: str = "v1", profile=None, device: str = "cuda",
+                      compute_capability: tuple[int, int] | None = None, max_model_len: int = 0,
+                      env=None, sm_count: int | None = None, num_speculative_tokens: int = 0,
+                      attention_backend: str | None = None, kv_lora_rank: int | None = None) -> Overhead:
     """Activation peak, CUDA-graph estimate and non-torch memory on one GPU, by the release's formula
-    (memory.profiles.Profile.memory_formula)."""
+    (memory.profiles.Profile.memory_formula).
+
+    With `profile` (a memory.profiles.Profile) the release's own terms apply too: the formula is the
+    profile's, and from 0.33 the warm-up sampler pass, the TRITON_MLA workspace (for MLA models: needs
+    `max_model_len`; `sm_count` caps the split count, None leaves it uncapped) and the cuBLAS
+    workspace in the baseline. Without it the numbers are the 0.32 ones, as before."""
+    from . import profiles as P
+
+    if profile is not None:
+        memory_formula = profile.memory_formula
     t = max_num_batched_tokens
     v0 = memory_formula.startswith("v0")
     rows = max_num_seqs if v0 else min(max_num_seqs, t)
     forward = forward_peak_bytes(arch, t, act_bytes, tp)
     per_logit = V0_SAMPLER_BYTES_PER_LOGIT if v0 else V1_SAMPLER_BYTES_PER_LOGIT
+    if profile is not None and not v0:
+        per_logit += P.sampler_warmup_bytes_per_logit(profile, device=device,
+                                                      compute_capability=compute_capability, env=env)
     sampler = rows * arch.vocab_size * per_logit
     encoder = 0
     if not v0 and is_multimodal(arch):
         # V1 profiles the encoder cache: encoder_cache_size = max(max_num_batched_tokens, tokens of the
         # largest item) embeddings of hidden_size (spec §3.2). Structural only: no log calibrates it.
         encoder = t * arch.hidden_size * act_bytes
-    activation = max(forward, sampler) if v0 else forward + sampler + encoder
+    workspace = 0
+    if (profile is not None and profile.mla_workspace_in_profile and arch.use_mla and max_model_len
+            and P.uses_triton_mla(profile, compute_capability=compute_capability,
+                                  attention_backend=attention_backend, device=device)):
+        workspace = P.triton_mla_workspace_bytes(
+            max_num_seqs=max_num_seqs, num_heads_per_rank=max(1, arch.num_attention_heads // tp),
+            kv_lora_rank=kv_lora_rank if kv_lora_rank is not None else mla_kv_lora_rank(arch),
+            max_model_len=max_model_len, sm_count=sm_count, num_speculative_tokens=num_speculative_tokens)
+    activation = max(forward, sampler) if v0 else forward + sampler + encoder + workspace
     cg = 0
     if not v0 and not enforce_eager and cudagraph_counted:
         n = cudagraph_capture_sizes(max_num_seqs, t)
@@ -147,4 +224,6 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
         non_torch = V0_NON_TORCH_TP_BYTES if tp > 1 else V0_NON_TORCH_BYTES
     else:
         non_torch = V1_NON_TORCH_BYTES + (TP_NON_TORCH_EXTRA if tp > 1 else 0)
-    return Overhead(int(activation), cg, non_torch, forward, sampler, encoder)
+        if profile is not None and profile.cublas_before_baseline and device == "cuda":
+            non_torch -= cublas_workspace_bytes(compute_capability)
+    return Overhead(int(activation), cg, non_torch, forward, sampler, encoder, workspace)
