@@ -44,6 +44,7 @@ class Launch:
     text: str | None = field(default=None, compare=False)       # the file or script it came from
     span: tuple[int, int] | None = field(default=None, compare=False)   # where in `text` the launch is
     pristine: tuple | None = field(default=None, compare=False)         # args as read from `text`
+    gpus: int | None = None             # k8s / helm: the GPUs the pod asks for (`nvidia.com/gpu`, `requestGPU`)
 
     def __post_init__(self) -> None:
         if self.text is not None and self.pristine is None:
@@ -69,6 +70,15 @@ class Launch:
 
     def has(self, key: str) -> bool:
         return any(a.key == key for a in self.args)
+
+    @property
+    def gpu_count(self) -> int | None:
+        """How many GPUs the launch can see: a pod's `nvidia.com/gpu` limit (k8s) or `requestGPU` (helm), else
+        the devices CUDA_VISIBLE_DEVICES lists; None when the launch does not say."""
+        if self.gpus is not None:
+            return self.gpus
+        ids = [x for x in self.environment.get("CUDA_VISIBLE_DEVICES", "").split(",") if x.strip()]
+        return len(ids) or None
 
     @property
     def environment(self) -> dict[str, str]:
