@@ -387,20 +387,17 @@ def token_edits(text: str, items: list[tuple[yaml.Node, yaml.SequenceNode]], old
 
 
 def _block_scalar(text: str, node: yaml.ScalarNode, value: str) -> str:
-    """A literal block scalar (`|`) with new content, its header and indentation kept."""
+    """A literal block scalar (`|`) with new content; its header, indentation and the blank lines after it
+    (inside the node, outside the value) kept."""
     s, e = node.start_mark.index, node.end_mark.index
     header_end = text.find("\n", s)
     header = text[s:header_end]
     body = text[header_end + 1:e]
     first = next((ln for ln in body.splitlines() if ln.strip()), "")
     indent = first[:len(first) - len(first.lstrip())] or " " * (node.start_mark.column + 2)
-    lines = value.split("\n")
-    trailing = ""
-    while len(lines) > 1 and lines[-1] == "":
-        lines.pop()
-        trailing += "\n"
-    out = header + "\n" + "\n".join(indent + ln if ln else "" for ln in lines)
-    return out + ("\n" if body.endswith("\n") else "")
+    tail = body[len(body.rstrip()):]
+    lines = value.rstrip("\n").split("\n")
+    return header + "\n" + "\n".join(indent + ln if ln else "" for ln in lines) + tail
 
 
 def script_scalar(text: str, node: yaml.ScalarNode, value: str, flow: bool) -> str:
@@ -616,8 +613,10 @@ _SWITCHES = {"enableLoRA", "enableTool"}               # passed only when true
 _CHART_FOR = {v: k for k, v in VLLM_CONFIG.items() if k != "pipelineParallelSize"}
 _CHART_FOR.update({v: k for k, v in MODEL_SPEC.items()})
 _INT_KEYS = {"maxModelLen", "tensorParallelSize", "pipelineParallelSize", "maxNumSeqs", "maxLoras", "requestGPU"}
+# lmcacheConfig.enabled: the chart adds --kv-transfer-config (LMCache); read, never edited
+_READ_ONLY = {"lmcacheConfig"}
 _RANK = {"modelURL": 0, "enableLoRA": 1, "enableTool": 2, "toolCallParser": 3,
-         **{k: 10 + i for i, k in enumerate(VLLM_CONFIG)}, "modelRevision": 60}
+         **{k: 10 + i for i, k in enumerate(VLLM_CONFIG)}, "modelRevision": 60, "lmcacheConfig": 70}
 
 
 def _rank(a: Arg) -> int:
@@ -718,6 +717,17 @@ def parse_helm(text: str, name: str | None = None, *, at: int | None = None) -> 
     rev = _data(_get(e.node, "modelRevision"))
     if rev:
         args.append(Arg("revision", _go(rev), "modelRevision"))
+    lmc = _data(_get(e.node, "lmcacheConfig"))
+    if isinstance(lmc, dict) and lmc.get("enabled") and not e.ray:
+        role = lmc.get("kvRole") or "kv_both"
+        if "enablePD" in lmc:
+            kv = ('{"kv_connector":"LMCacheConnectorV1","kv_role":"%s","kv_connector_extra_config":'
+                  '{"discard_partial_chunks": false, "lmcache_rpc_port": %s}}' % (role, json.dumps(_go(lmc.get("nixlRole")))))
+        elif isinstance(cfg := _data(e.config), dict) and _go(cfg.get("v0")) == "1":
+            kv = '{"kv_connector":"LMCacheConnector","kv_role":"%s"}' % role
+        else:
+            kv = '{"kv_connector":"LMCacheConnectorV1","kv_role":"%s"}' % role
+        args.append(Arg("kv-transfer-config", kv, "lmcacheConfig"))
     gpus = None
     if not e.ray:
         g = _data(_get(e.node, "requestGPU"))
@@ -764,9 +774,11 @@ def render_helm(launch: Launch) -> str:
     edits: list[Edit] = []
     old, new = launch.pristine or (), launch.args
     chart = lambda args: {a.spelling: a for a in args if a.spelling in VLLM_CONFIG or a.spelling in MODEL_SPEC}
-    extras = lambda args: tuple(a for a in args if not (a.spelling in VLLM_CONFIG or a.spelling in MODEL_SPEC))
+    extras = lambda args: tuple(a for a in args if not (a.spelling in VLLM_CONFIG or a.spelling in MODEL_SPEC
+                                                        or a.spelling in _READ_ONLY))
     oc, nc = chart(old), chart(new)
     config_lines: list[str] = []                       # new vllmConfig keys when there is no vllmConfig yet
+    left = {k.value for k, _ in e.config.value} if e.config is not None else set()   # vllmConfig keys after
     for key in sorted(set(oc) | set(nc), key=lambda k: _RANK.get(k, 50)):
         o, n = oc.get(key), nc.get(key)
         if o == n and o is not None:
@@ -777,6 +789,7 @@ def render_helm(launch: Launch) -> str:
                 d = map_delete(text, mapping, key)
                 if d is not None:
                     edits.append(d)
+                    left.discard(key)
             continue
         node = _get(mapping, key) if mapping is not None else None
         value = _chart_value(key, n.value, node.style if isinstance(node, yaml.ScalarNode) else '"')
@@ -784,6 +797,7 @@ def render_helm(launch: Launch) -> str:
             config_lines.append(f"  {key}: {value}")
         else:
             edits.append(map_set(text, mapping, key, value))
+            left.add(key)
     ox, nx = extras(old), extras(new)
     if ox != nx:
         if e.extra is not None:
@@ -794,8 +808,12 @@ def render_helm(launch: Launch) -> str:
             line = "extraArgs: [" + ", ".join(json.dumps(t) for t in toks) + "]"
             if e.config is not None:
                 edits.append(map_insert(text, e.config, [line]))
+                left.add("extraArgs")
             else:
                 config_lines.append("  " + line)
+    if e.config is not None and not left and "enablePrefixCaching" in nc:
+        # an emptied vllmConfig would drop the --no-enable-prefix-caching the chart passes now: say it
+        edits.append(map_insert(text, e.config, ["enablePrefixCaching: false"]))
     if config_lines:
         edits.append(map_insert(text, e.node, ["vllmConfig:", *config_lines]))
     if launch.gpus is not None and not e.ray:

@@ -118,11 +118,12 @@ def _cli_str(v: Any) -> str:
 # --- rendering ------------------------------------------------------------------------------------------
 
 _SAFE = re.compile(r"^[A-Za-z0-9_~@%+=:,./$-]+$")
+_BRACED = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")     # ${VAR}: left for the shell too
 
 
 def quote(tok: str) -> str:
     """Shell-quote a word, leaving ~ and $VAR as the shell would expand them in the original."""
-    if tok and _SAFE.match(tok) and not tok.startswith("=") and "$(" not in tok:
+    if tok and _SAFE.match(_BRACED.sub("$X", tok)) and not tok.startswith("=") and "$(" not in tok:
         return tok
     return shlex.quote(tok)
 
