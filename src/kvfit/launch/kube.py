@@ -595,7 +595,7 @@ def render_k8s(launch: Launch) -> str:
         for n in c.gpu_nodes:
             edits.append(Edit(n.start_mark.index, n.end_mark.index,
                               scalar(str(launch.gpus), n.style) if n.style else str(launch.gpus)))
-    return apply(text, edits)
+    return apply(text, _merge_inserts(edits))
 
 
 # --- helm (vLLM production-stack values) ----------------------------------------------------------------
@@ -824,14 +824,20 @@ def render_helm(launch: Launch) -> str:
 
 
 def _merge_inserts(edits: list[Edit]) -> list[Edit]:
-    """Insertions at the same place, in the order they were made."""
-    out: list[Edit] = []
-    for ed in edits:
-        if out and ed.start == ed.end and any(o.start == o.end == ed.start for o in out):
-            k = next(i for i, o in enumerate(out) if o.start == o.end == ed.start)
-            out[k] = Edit(ed.start, ed.end, out[k].text + ed.text)
-        else:
-            out.append(ed)
+    """Insertions at one place as one edit: the more indented first (new items of a sequence that ends there
+    before new keys of the mapping around it), otherwise in the order they were made."""
+    def indent(t: str) -> int:
+        t = t.lstrip("\n")
+        return len(t) - len(t.lstrip(" "))
+
+    out = [e for e in edits if e.start != e.end]
+    at: dict[int, list[Edit]] = {}
+    for e in edits:
+        if e.start == e.end:
+            at.setdefault(e.start, []).append(e)
+    for pos, group in at.items():
+        group = sorted(group, key=lambda e: -indent(e.text))
+        out.append(Edit(pos, pos, "".join(e.text for e in group)))
     return out
 
 
