@@ -248,7 +248,7 @@ def test_vllm_missing_says_how_to_install_it(llama_a):
     assert p.returncode == 2, p.stdout + p.stderr
     err = " ".join(p.stderr.split())
     assert "vLLM is not installed" in err
-    assert 'pip install "kvfit[smoke]"' in err
+    assert 'pip install "kvfit-vllm[smoke]"' in err
 
 
 def test_check_smoke_vllm_missing_too(llama_a):
@@ -257,7 +257,7 @@ def test_check_smoke_vllm_missing_too(llama_a):
             "'--smoke']; from kvfit.cli.main import main; main()")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
     assert p.returncode == 2, p.stdout + p.stderr
-    assert 'pip install "kvfit[smoke]"' in " ".join(p.stderr.split())
+    assert 'pip install "kvfit-vllm[smoke]"' in " ".join(p.stderr.split())
 
 
 def test_engine_python_without_vllm_is_reported_not_crashed(llama_a, tmp_path):

@@ -37,8 +37,9 @@ from ..units import GiB
 from .check import answer_for
 from .inputs import Request, build
 
-INSTALL_HINT = ('Install it next to kvfit: pip install "kvfit[smoke]" (CUDA build), or '
-                'pip install "kvfit[smoke-cpu]" for vLLM\'s CPU backend.')
+INSTALL_HINT = ('Install it next to kvfit: pip install "kvfit-vllm[smoke]" (CUDA build), or '
+                'pip install "kvfit-vllm[smoke-cpu]" for vLLM\'s CPU backend; '
+                'with pipx: pipx inject kvfit-vllm vllm.')
 PROMPT_TOKEN_IDS = [1, 5, 6, 7]
 
 

@@ -8,6 +8,9 @@ Forms:
   python  `LLM(model=..., max_model_len=...)` / `EngineArgs(...)`, read with `ast` (never evaluated)
   env     `KEY=VALUE` lines (`MODEL_NAME`, `MAX_MODEL_LEN`, ...), the convention of vLLM worker images
           (a docker `--env-file`)
+  k8s     a Kubernetes Deployment / StatefulSet whose container runs vLLM (command/args, env, the
+          `nvidia.com/gpu` limit: Launch.gpus); in a multi-document file, the first one that runs vLLM
+  helm    a vLLM production-stack values file: servingEngineSpec.modelSpec[] (modelURL, vllmConfig, requestGPU)
 
 A Launch keeps every argument in order, spelled as written; arguments kvfit does not model, or does not
 know, are kept and rendered back untouched. The property the tests hold it to:
@@ -23,5 +26,6 @@ from __future__ import annotations
 from .grammar import ASSIGN, FORMS, canonical, is_known, kind_of
 from .model import POSITIONAL, Arg, Expr, Launch
 from .read import detect, parse, parse_argv, split_shell, parse_env, parse_python, parse_shell, parse_yaml, yaml_load
+from .read import parse_helm, parse_k8s
 from .write import argv, convert, native, quote, render, updated, with_gpus
 from .engine_args import LaunchValues, apply, compose, read as read_values, with_config

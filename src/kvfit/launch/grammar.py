@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-FORMS = ("serve", "docker", "yaml", "python", "env")
+FORMS = ("serve", "docker", "yaml", "python", "env", "k8s", "helm")
 
 # --- what vLLM's CLI knows (vLLM 0.32 `vllm serve --help`, plus flags older releases had) -------------
 

@@ -44,6 +44,7 @@ class Launch:
     text: str | None = field(default=None, compare=False)       # the file or script it came from
     span: tuple[int, int] | None = field(default=None, compare=False)   # where in `text` the launch is
     pristine: tuple | None = field(default=None, compare=False)         # args as read from `text`
+    gpus: int | None = None             # k8s / helm: the GPUs the pod asks for (`nvidia.com/gpu`, `requestGPU`)
 
     def __post_init__(self) -> None:
         if self.text is not None and self.pristine is None:
@@ -71,6 +72,11 @@ class Launch:
         return any(a.key == key for a in self.args)
 
     @property
+    def gpu_count(self) -> int | None:
+        """How many GPUs the launch can see (gpu_pin's count); None when the launch does not say."""
+        return self.gpu_pin[0]
+
+    @property
     def environment(self) -> dict[str, str]:
         """Environment variables the launch sets (shell prefix, docker -e, env form)."""
         out: dict[str, str] = {}
@@ -91,7 +97,10 @@ class Launch:
     @property
     def gpu_pin(self) -> tuple[int | None, str | None]:
         """How many GPUs the launch makes visible, and how it says so: CUDA_VISIBLE_DEVICES (shell prefix,
-        docker -e, env file) or docker's --gpus ("all" or a count/device list). (None, None): not pinned."""
+        docker -e, env file), docker's --gpus ("all" or a count/device list), a pod's `nvidia.com/gpu` limit (k8s)
+        or `requestGPU` (helm). (None, None): not pinned."""
+        if self.gpus is not None:
+            return self.gpus, ("requestGPU" if self.form == "helm" else "nvidia.com/gpu") + f" {self.gpus}"
         for group in self.docker:
             if group[0].startswith("--gpus"):
                 value = group[0].split("=", 1)[1] if "=" in group[0] else (group[1] if len(group) > 1 else "")

@@ -1,6 +1,7 @@
 """Reading a launch from the forms people paste: `vllm serve ...` and `python -m vllm...` command lines and
 shell scripts, `docker run ... vllm/vllm-openai ...`, vLLM YAML `--config` files (PyYAML, as vLLM reads them),
-Python `LLM(...)` calls (read with `ast`, never evaluated) and KEY=VALUE env files. Pure: the caller reads files.
+Python `LLM(...)` calls (read with `ast`, never evaluated) and KEY=VALUE env files; Kubernetes manifests and
+production-stack Helm values in kube.py. Pure: the caller reads files.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from ..errors import BadInput
 from .grammar import ASSIGN, FORMS, KIND, canonical, is_flag, kind_of
 from .model import POSITIONAL, Arg, Expr, Launch
+from .kube import parse_helm, parse_k8s, sniff
 
 # --- CLI arguments (serve and docker) ---------------------------------------------------------------
 
@@ -347,6 +349,10 @@ def parse_env(text: str) -> Launch:
 
 def detect(text: str, filename: str | None = None) -> str:
     name = (filename or "").lower()
+    if not name.endswith((".py", ".env", ".toml")):
+        kube = sniff(text)                      # a Kubernetes manifest or Helm values: before any `vllm serve` line
+        if kube:
+            return kube
     if name.endswith((".yaml", ".yml")):
         return "yaml"
     if name.endswith(".py"):
@@ -386,6 +392,10 @@ def parse(text: str, form: str | None = None, filename: str | None = None) -> La
         return parse_python(text)
     if form == "env":
         return parse_env(text)
+    if form == "k8s":
+        return parse_k8s(text)
+    if form == "helm":
+        return parse_helm(text)
     raise BadInput(f"unknown launch form {form!r}", "Forms: " + ", ".join(FORMS))
 
 

@@ -1,5 +1,6 @@
 """Writing a launch back: in its own form (only the changed arguments edited, the user's spelling, comments
-and order kept) or converted to another form (serve, docker, yaml, python, env)."""
+and order kept) or converted to another form (serve, docker, yaml, python, env, k8s, helm; the last two in
+kube.py)."""
 
 from __future__ import annotations
 
@@ -118,11 +119,12 @@ def _cli_str(v: Any) -> str:
 # --- rendering ------------------------------------------------------------------------------------------
 
 _SAFE = re.compile(r"^[A-Za-z0-9_~@%+=:,./$-]+$")
+_BRACED = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")     # ${VAR}: left for the shell too
 
 
 def quote(tok: str) -> str:
     """Shell-quote a word, leaving ~ and $VAR as the shell would expand them in the original."""
-    if tok and _SAFE.match(tok) and not tok.startswith("=") and "$(" not in tok:
+    if tok and _SAFE.match(_BRACED.sub("$X", tok)) and not tok.startswith("=") and "$(" not in tok:
         return tok
     return shlex.quote(tok)
 
@@ -384,6 +386,13 @@ def render(launch: Launch, form: str | None = None, width: int = 88) -> str:
     written back into that file's text, only the command or call replaced. Shell forms longer than `width`
     put one flag per line, continued with ` \\` (so a terminal selection pastes as one command)."""
     form = form or launch.form
+    if form in ("k8s", "helm"):
+        from . import kube
+
+        if form == launch.form and launch.text is not None:
+            return kube.render_k8s(launch) if form == "k8s" else kube.render_helm(launch)
+        launch = convert(launch, form)
+        return kube.new_k8s(launch) if form == "k8s" else kube.new_helm(launch)
     if form == launch.form and launch.unchanged:
         return launch.text
     if form != launch.form:
@@ -442,6 +451,10 @@ def convert(launch: Launch, form: str) -> Launch:
         args.append(Arg(a.key, v, None))
     for head, d in dotted.items():
         args.append(Arg(head, d, None))
+    if form in ("k8s", "helm"):
+        from .kube import fresh
+
+        return fresh(launch, form, tuple(args))
     # a positional model goes first in the shell forms
     if form in ("serve", "docker"):
         args.sort(key=lambda x: 0 if x.key == "model" else 1)
@@ -513,7 +526,14 @@ def updated(launch: Launch, changes: dict[str, Any]) -> Launch:
             elif launch.form == "python":
                 spelling = key.replace("-", "_")
             args.append(Arg(key, v, spelling))
-    return replace(launch, args=tuple(args))
+    if launch.form not in ("k8s", "helm"):
+        return replace(launch, args=tuple(args))
+    from .kube import arrange_helm, world_size
+
+    new = replace(launch, args=arrange_helm(tuple(args)) if launch.form == "helm" else tuple(args))
+    if launch.gpus is not None and world_size(new.args) > launch.gpus:
+        new = replace(new, gpus=world_size(new.args))        # the pod asks for the GPUs the launch uses
+    return new
 
 
 def argv(launch: Launch) -> list[str]:
@@ -542,6 +562,8 @@ def with_gpus(launch: Launch, n: int) -> Launch:
     count, _ = launch.gpu_pin
     if count is None or count == n:
         return launch
+    if launch.gpus is not None:                       # k8s / helm: the pod asks for n GPUs
+        return replace(launch, gpus=n)
     groups = []
     for g in launch.docker:
         if g[0].startswith("--gpus"):
