@@ -448,4 +448,3 @@ def describe(changes: dict[str, Any]) -> str:
     return " ".join(parts) or "no change"
 
 
-FORMS = ("serve", "docker", "yaml", "python", "env")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import launch as L
 from ..errors import BadInput, KvfitError, LaunchError
-from ..flags import FORMS
+from ..launch.grammar import FORMS
 from .main import flag_values
 
 

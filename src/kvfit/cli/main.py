@@ -15,7 +15,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import BadInput, KvfitError
-from ..flags import BY_DEST, FLAGS, FORMS, Flag
+from ..flags import BY_DEST, FLAGS, Flag
+from ..launch.grammar import FORMS
 from .report import consoles, internal_error, report_error
 
 _GROUPS = {"launch": "vLLM flags (as `vllm serve` takes them)", "input": "model, GPU and vLLM release",
