@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..arch.model import AttentionLayer, ModelArch
+from ..arch.model import AttentionLayer, Linear, ModelArch, QuantScheme
 
 # safetensors dtype name -> bytes per element
 STORAGE_BYTES = {
@@ -103,11 +103,169 @@ def rotary_cache_bytes(arch: ModelArch, load_dtype: str) -> int:
 
 
 def estimate_inventory(arch: ModelArch) -> Inventory:
-    """Parameter count from the architecture when no checkpoint metadata exists (Llama-style layout).
+    """The checkpoint's tensors as vLLM loads them, from config.json alone (no safetensors metadata).
 
-    embedding + per layer (q, k, v, o projections, gated MLP or experts, two norms) + final norm
-    + LM head unless tied. Said in the output as an estimate.
+    arch.params lists every weight the model's vLLM class creates (arch/params.py, arch/towers.py);
+    arch.quant says how the checkpoint stores the quantized ones (arch/quant.py). Each linear weight
+    becomes the storage vLLM creates for it (linear_storage below); everything else (embeddings, norms,
+    biases, routers, SSM parameters) stays floating. Inventory.source says it is an estimate and what
+    it was read from.
     """
+    lay = arch.params
+    if lay is None:
+        return _llama_style_estimate(arch)
+    floating = _floating_name(arch)
+    q = arch.quant if arch.quant is not None and arch.quant.weight else None
+    ratio = 1.0
+    if lay.declared_total and lay.total:
+        ratio = lay.declared_total / lay.total
+    counts: dict[str, float] = {}
+
+    def add(dtype: str, n: float) -> None:
+        counts[dtype] = counts.get(dtype, 0.0) + n * ratio
+
+    kept: set[str] = set()
+    for lin in lay.linears:
+        if q is not None and quantizes(q, lin):
+            for dtype, n in linear_storage(q, lin, floating).items():
+                add(dtype, n)
+        else:
+            if q is not None and lin.role not in ("lm_head",):
+                kept.add(lin.role)
+            add(floating, lin.params)
+    for t in lay.tensors:
+        add(t.dtype if (t.dtype == "F32" and q is not None) else floating, t.params)
+    parts = [f"estimated from the architecture in config.json: {lay.summary}"]
+    if q is not None:
+        parts.append(q.label + (f" ({', '.join(sorted(kept))} unquantized)" if kept else ""))
+    if lay.declared_total:
+        parts.append(f"scaled to config.json's declared {lay.declared_total:,} parameters")
+    notes = list(lay.notes) + list(arch.quant.notes if arch.quant is not None else ())
+    parts.extend(n for n in notes if n not in lay.summary)
+    return Inventory({d: int(round(n)) for d, n in counts.items() if n > 0}, "; ".join(parts), estimated=True)
+
+
+def _floating_name(arch: ModelArch) -> str:
+    """The safetensors name of the checkpoint's floating dtype (config torch_dtype; bf16 when unknown).
+    A quantized checkpoint never reports F32 for its floating tensors: F32 there marks scales."""
+    name = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}.get(arch.config_dtype or "", "BF16")
+    if name == "F32" and arch.quant is not None and arch.quant.weight:
+        return "BF16"
+    return name
+
+
+def _canon(name: str) -> str:
+    """A module name without the wrappers checkpoints and vLLM put in front of it (model., thinker.,
+    language_model., backbone., transformer.), so ignore lists match whichever naming they use."""
+    parts = name.split(".")
+    while parts and parts[0] in ("model", "thinker", "language_model", "backbone", "transformer", "llm"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _ignored(entries: tuple[str, ...], name: str) -> bool:
+    """quantization ignore lists: "re:" regexes (compressed-tensors), "*" wildcards (gpt-oss), plain
+    names matched whole-segment anywhere in the module path (AWQ's substring rule; Fp8Config's exact
+    names match too)."""
+    import fnmatch
+    import re
+
+    canon = _canon(name)
+    probes = (name, canon, "model." + canon, "model.language_model." + canon, "language_model.model." + canon)
+    for e in entries:
+        if e.startswith("re:"):
+            try:
+                rx = re.compile(e[3:])
+            except re.error:
+                continue
+            if any(rx.match(p) for p in probes):
+                return True
+        elif "*" in e or "?" in e:
+            if any(fnmatch.fnmatchcase(p, e) or fnmatch.fnmatchcase(p, e + ".*") for p in probes):
+                return True
+        else:
+            ce = _canon(e)
+            if ce and ("." + canon + ".").find("." + ce + ".") >= 0:
+                return True
+    return False
+
+
+def quantizes(q: QuantScheme, lin: Linear) -> bool:
+    """Whether vLLM creates quantized storage for this linear (the config's get_quant_method)."""
+    if lin.role == "lm_head":
+        return q.lm_head and not _ignored(q.ignore, lin.name)          # ParallelLMHead: only AWQ/GPTQ lm_head
+    if q.experts_only and lin.role != "experts":
+        return False                                                  # mxfp4.py: linears unquantized
+    if lin.role in ("vision", "audio", "projector") and not q.towers:
+        return False                                                  # AWQ/GPTQ quantize the decoder only
+    return not _ignored(q.ignore, lin.name)
+
+
+def linear_storage(q: QuantScheme, lin: Linear, floating: str = "BF16") -> dict[str, float]:
+    """Elements per safetensors dtype for `lin.count` quantized [out, inp] weights, as vLLM 0.32 creates
+    them (bytes follow from STORAGE_BYTES; floating scales load in the model dtype).
+
+      fp8 tensor   fp8.py Fp8LinearMethod: weight fp8 [out, in]; float32 weight_scale per tensor
+                   (+ input_scale when activation_scheme is static)
+      fp8 block    BlockQuantScaleParameter float32 [ceil(out/bn), ceil(in/bk)] (weight_scale_inv)
+      fp8 channel  ChannelQuantScaleParameter float32 [out, 1] (fbgemm_fp8.py, compressed-tensors, ModelOpt)
+      mxfp8        fp8 weight + one uint8 (E8M0) scale per 32 inputs (modelopt.py ModelOptMxFp8LinearMethod)
+      w8a8         compressed_tensors_w8a8_int8.py: int8 weight, float32 scale per row (or per tensor)
+      int (AWQ)    auto_awq.py: int32 qweight in*out/(32/bits), int32 qzeros groups*out/(32/bits),
+                   scales [groups, out] in the model dtype
+      int (GPTQ)   auto_gptq.py: the same plus int32 g_idx [in]
+      int (CT)     compressed_tensors_wNa16.py: int32 weight_packed, scales [out, groups], int64 weight_shape
+                   [2], int32 zero points only when asymmetric
+      nvfp4        modelopt.py / compressed_tensors_w4a4_nvfp4.py: uint8 weight [out, in/2], fp8 weight_scale
+                   [out, in/16], float32 global scales
+      mxfp4        mxfp4.py: uint8 blocks [out, in/2] + uint8 (E8M0) scales [out, in/32]
+      bnb4 / bnb8  bitsandbytes.py (<= 0.27.1): uint8 [out*in/2] + absmax per 64 (float32, or uint8 plus a
+                   float32 per 256 blocks with double quantization); int8 weight + float32 SCB per row
+    """
+    out, inp, c = lin.out, lin.inp, lin.count
+    n = float(out * inp * c)
+    w = q.weight
+    if w in ("fp8", "mxfp8"):
+        d = {"F8_E4M3": n}
+        if w == "mxfp8":
+            d["U8"] = n / 32
+        elif q.strategy == "block" and q.block:
+            bn, bk = q.block
+            d["F32"] = float(-(-out // bn) * -(-inp // bk) * c)
+        elif q.strategy == "channel":
+            d["F32"] = float(out * c)
+        else:
+            d["F32"] = float(c * (2 if q.static_input else 1))
+        return d
+    if w == "w8a8":
+        return {"I8": n, "F32": float((out if q.strategy == "channel" else 1) * c + (c if q.static_input else 0))}
+    if w == "int":
+        bits = q.bits if q.bits in (2, 3, 4, 8) else 4
+        groups = max(1, inp // q.group_size) if q.group_size > 0 else 1
+        d = {"I32": n * bits / 32, floating: float(out * groups * c)}
+        if q.method == "awq" or q.method == "gptq" or q.zero_point:
+            d["I32"] += out * groups * c * bits / 32                  # qzeros
+        if q.method == "gptq":
+            d["I32"] += float(inp * c)                                # g_idx
+        if q.method == "compressed-tensors":
+            d["I64"] = float(2 * c)                                   # weight_shape
+        return d
+    if w == "nvfp4":
+        g = q.group_size or 16
+        return {"U8": n / 2, "F8_E4M3": n / g, "F32": float(2 * c)}
+    if w == "mxfp4":
+        return {"U8": n / 2 + n / 32}
+    if w == "bnb4":
+        if q.double_quant:
+            return {"U8": n / 2 + n / 64, "F32": n / (64 * 256)}
+        return {"U8": n / 2, "F32": n / 64}
+    if w == "bnb8":
+        return {"I8": n, "F32": float(out * c)}
+    return {floating: n}
+
+
+def _llama_style_estimate(arch: ModelArch) -> Inventory:
+    """Llama-style count for an arch built without a parameter layout (hand-made ModelArch objects)."""
     h, v = arch.hidden_size, arch.vocab_size
     params = v * h + h
     if not arch.tie_word_embeddings:
@@ -117,7 +275,7 @@ def estimate_inventory(arch: ModelArch) -> Inventory:
         if attn:
             a = attn[0]
             if a.kind == "mla":
-                params += 4 * h * h         # rough: latent projections of MLA are about 4 h^2
+                params += 4 * h * h
             else:
                 q = arch.num_attention_heads * a.head_size
                 kv = a.num_kv_heads * a.head_size
@@ -128,7 +286,7 @@ def estimate_inventory(arch: ModelArch) -> Inventory:
         else:
             params += 3 * h * arch.intermediate_size
         params += 2 * h
-    return Inventory({"BF16": params}, "estimated from architecture", estimated=True)
+    return Inventory({"BF16": params}, "estimated from the architecture (Llama-style formula)", estimated=True)
 
 
 # --- per-rank placement -------------------------------------------------------------------------
