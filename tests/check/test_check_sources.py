@@ -60,7 +60,9 @@ def test_human_output_names_the_source(cli, tmp_path):
     d = write_config(tmp_path / "m", fixture_config(LLAMA8B))
     r = cli("check", str(d), "--gpu", "H100", "--max-model-len", "8192")
     assert r.rc == 0, r
-    assert "local" in r.out and "(estimated from the architecture)" in flat(r.out)
+    assert "local" in r.out and "(estimated)" in flat(r.out)
+    # the weights row names what the estimate read: config.json, its layers and MLPs
+    assert "estimated from the architecture in config.json: 32 layers (32 attention), 32 dense MLPs" in flat(r.out)
 
 
 # --- Hugging Face cache -------------------------------------------------------------------------

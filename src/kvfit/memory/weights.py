@@ -145,6 +145,11 @@ def estimate_inventory(arch: ModelArch) -> Inventory:
     return Inventory({d: int(round(n)) for d, n in counts.items() if n > 0}, "; ".join(parts), estimated=True)
 
 
+def inventory_for(inv: Inventory | None, arch: ModelArch) -> Inventory:
+    """The inventory the weights are sized from: the checkpoint's when known, else the estimate."""
+    return inv if inv is not None else estimate_inventory(arch)
+
+
 def _floating_name(arch: ModelArch) -> str:
     """The safetensors name of the checkpoint's floating dtype (config torch_dtype; bf16 when unknown).
     A quantized checkpoint never reports F32 for its floating tensors: F32 there marks scales."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..memory.weights import inventory_for
 from ..plan.evaluate import Result
 
 SCHEMA = "kvfit.check/1"
@@ -51,6 +52,7 @@ def result_dict(res: Result) -> dict:
         "memory": {
             "total_bytes": mem.total_bytes, "requested_bytes": mem.requested_bytes,
             "weights_bytes": mem.weights_bytes, "weights_estimated": mem.weights_estimated,
+            "weights_source": inventory_for(res.model.inventory, arch).source,
             "activation_bytes": mem.activation_bytes, "cudagraph_bytes": mem.cudagraph_bytes,
             "non_torch_bytes": mem.non_torch_bytes, "kv_available_bytes": mem.kv_available_bytes,
             "kv_cache_bytes": mem.kv_cache_bytes, "free_at_start_bytes": mem.free_at_start_bytes,

@@ -8,6 +8,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..memory.weights import inventory_for
 from ..plan.evaluate import Result
 
 GiB = 1 << 30
@@ -57,7 +58,16 @@ def verdict_text(res: Result) -> Text:
         t.append(f"  {res.model.id} at max_model_len {r.max_model_len:,} on {res.gpu.name}")
         for reason in res.reasons:
             t.append(f"\n  • {reason}")
+    if res.memory.weights_estimated and not res.memory.explicit_kv_budget:
+        t.append("\n  estimate: no tensor inventory for this model, the weights were estimated from config.json",
+                 style="dim")
     return t
+
+
+def weights_source(res: Result) -> str:
+    """Where the weight figure comes from (the inventory's own words: headers, Hub metadata, catalog, or
+    what the estimate read from config.json)."""
+    return inventory_for(res.model.inventory, res.model.arch).source
 
 
 def render(res: Result, console: Console) -> None:
@@ -83,11 +93,13 @@ def render(res: Result, console: Console) -> None:
               + (f", {len(lay.groups)} groups, {lay.padding_layers} padding layers" if not lay.uniform else "")
               + (f"; attention block raised to {lay.attention_block_size} and mamba page padded "
                  f"{lay.mamba_page_padding:.2f}% (vLLM's hybrid alignment)" if lay.mamba_page_padding else ""))
-    weights_note = " (estimated from the architecture)" if m.weights_estimated else ""
+    weights_note = " (estimated)" if m.weights_estimated else ""
     t.add_row("memory", f"requested {_g(m.requested_bytes)} = weights {_g(m.weights_bytes)}{weights_note} + "
               f"activation {_g(m.activation_bytes)} + CUDA graphs {_g(m.cudagraph_bytes)} + "
               f"other {_g(m.non_torch_bytes)} + KV {_g(m.kv_available_bytes)}"
               if not m.explicit_kv_budget else f"KV budget {_g(m.kv_available_bytes)} (--kv-cache-memory-bytes)")
+    if m.weights_estimated:
+        t.add_row("weights", escape(weights_source(res)))
     t.add_row("capacity", f"{cap.num_blocks:,} blocks, {cap.kv_cache_tokens:,} tokens, "
               f"max concurrency {cap.max_concurrency:.2f}x at {r.max_model_len:,} tokens")
     console.print(t)
