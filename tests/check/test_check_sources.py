@@ -199,6 +199,7 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))      # no stored token either
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # kvfit's parameter-count cache
     # hub.load sets these with setdefault; register them so monkeypatch restores them
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "10")
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "10")
