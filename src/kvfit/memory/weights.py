@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..arch.model import AttentionLayer, Linear, ModelArch, QuantScheme
+from ..arch.model import AttentionLayer, Linear, ModelArch, ParamLayout, QuantScheme
 
 # safetensors dtype name -> bytes per element
 STORAGE_BYTES = {
@@ -40,6 +40,7 @@ STORAGE_BYTES = {
 }
 FLOATING = {"F64", "F32", "F16", "BF16"}
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+GIB = 1 << 30
 VOCAB_PADDING = 64                     # vocab_parallel_embedding.py::DEFAULT_VOCAB_PADDING_SIZE
 # Learned or ALiBi positions: no rotary buffer (vLLM's OPT, GPT-2, BLOOM, MPT, GPTBigCode models).
 NO_ROPE = {"opt", "gpt2", "bloom", "mpt", "gpt_bigcode"}
@@ -116,25 +117,8 @@ def estimate_inventory(arch: ModelArch) -> Inventory:
         return _llama_style_estimate(arch)
     floating = _floating_name(arch)
     q = arch.quant if arch.quant is not None and arch.quant.weight else None
-    ratio = 1.0
-    if lay.declared_total and lay.total:
-        ratio = lay.declared_total / lay.total
-    counts: dict[str, float] = {}
-
-    def add(dtype: str, n: float) -> None:
-        counts[dtype] = counts.get(dtype, 0.0) + n * ratio
-
-    kept: set[str] = set()
-    for lin in lay.linears:
-        if q is not None and quantizes(q, lin):
-            for dtype, n in linear_storage(q, lin, floating).items():
-                add(dtype, n)
-        else:
-            if q is not None and lin.role not in ("lm_head",):
-                kept.add(lin.role)
-            add(floating, lin.params)
-    for t in lay.tensors:
-        add(t.dtype if (t.dtype == "F32" and q is not None) else floating, t.params)
+    ratio = lay.declared_total / lay.total if lay.declared_total and lay.total else 1.0
+    counts, kept = _layout_counts(lay, q, floating, ratio)
     parts = [f"estimated from the architecture in config.json: {lay.summary}"]
     if q is not None:
         parts.append(q.label + (f" ({', '.join(sorted(kept))} unquantized)" if kept else ""))
@@ -143,6 +127,65 @@ def estimate_inventory(arch: ModelArch) -> Inventory:
     notes = list(lay.notes) + list(arch.quant.notes if arch.quant is not None else ())
     parts.extend(n for n in notes if n not in lay.summary)
     return Inventory({d: int(round(n)) for d, n in counts.items() if n > 0}, "; ".join(parts), estimated=True)
+
+
+def _layout_counts(lay: ParamLayout, q: QuantScheme | None, floating: str, ratio: float = 1.0
+                   ) -> tuple[dict[str, float], set[str]]:
+    """Elements per storage dtype of a parameter layout under a quantization scheme, and the roles of
+    linears the scheme leaves unquantized."""
+    counts: dict[str, float] = {}
+    kept: set[str] = set()
+
+    def add(dtype: str, n: float) -> None:
+        counts[dtype] = counts.get(dtype, 0.0) + n * ratio
+
+    for lin in lay.linears:
+        if q is not None and quantizes(q, lin):
+            for dtype, n in linear_storage(q, lin, floating).items():
+                add(dtype, n)
+        else:
+            if q is not None and lin.role != "lm_head":
+                kept.add(lin.role)
+            add(floating, lin.params)
+    for t in lay.tensors:
+        add(t.dtype if (t.dtype == "F32" and q is not None) else floating, t.params)
+    return counts, kept
+
+
+# --quantization for a checkpoint stored unquantized: what vLLM 0.32 creates (model_executor/layers/
+# quantization/online/*.py; `--quantization fp8` is the deprecated alias of fp8_per_tensor,
+# model_loader/weight_utils.py::get_quant_config). Linear layers and routed experts are quantized;
+# ParallelLMHead, embeddings, norms and routers keep the model dtype.
+ONLINE_SCHEMES: dict[str, QuantScheme] = {
+    "fp8": QuantScheme("online", "fp8", 8, "tensor", label="FP8 per-tensor (online; --quantization fp8 is "
+                                                          "fp8_per_tensor)"),
+    "fp8_per_tensor": QuantScheme("online", "fp8", 8, "tensor", label="FP8 per-tensor (online)"),
+    "fp8_per_block": QuantScheme("online", "fp8", 8, "block", block=(128, 128),
+                                 label="FP8 block-wise 128x128 (online)"),
+    "fp8_per_channel": QuantScheme("online", "fp8", 8, "channel", label="FP8 per-channel (online)"),
+    "int8_per_channel_weight_only": QuantScheme("online", "w8a8", 8, "channel", experts_only=True,
+                                                label="int8 experts, per-channel (online)"),
+    "mxfp8": QuantScheme("online", "mxfp8", 8, "group", group_size=32, label="MXFP8 (online)"),
+    "mxfp4": QuantScheme("online", "mxfp4", 4, "group", group_size=32, label="MXFP4 (online)"),
+    "nvfp4_per_token": QuantScheme("online", "nvfp4", 4, "group", group_size=16, label="NVFP4 (online)"),
+}
+
+
+def online_quantized_inventory(arch: ModelArch, inv: Inventory, method: str) -> Inventory | None:
+    """The weights of an unquantized checkpoint that `--quantization METHOD` quantizes while loading,
+    linear by linear from arch.params (so routers, embeddings, the LM head and norms stay in the model
+    dtype, and block/channel scales are counted per matrix), scaled to the inventory's own count.
+    None when kvfit does not model METHOD online, the checkpoint is already quantized, or the
+    architecture has no parameter layout (callers keep their own sizing then)."""
+    q = ONLINE_SCHEMES.get(method.lower())
+    lay = arch.params
+    if q is None or lay is None or not lay.total or is_quantized(inv, arch):
+        return None
+    floating = _floating_name(arch)
+    floating = "BF16" if floating == "F32" else floating     # F32 would read as scales next to fp8 weights
+    counts, _ = _layout_counts(lay, q, floating, sum(inv.params_by_dtype.values()) / lay.total)
+    return Inventory({d: int(round(n)) for d, n in counts.items() if n > 0}, f"{inv.source}; {q.label}",
+                     inv.estimated)
 
 
 def inventory_for(inv: Inventory | None, arch: ModelArch) -> Inventory:
@@ -397,9 +440,44 @@ def _offload_split(layer_bytes: float, layers: int, budget: int, arch: ModelArch
     return int(moved)
 
 
+def _round_up(x: int, a: int) -> int:
+    return -(-x // a) * a if a > 1 else x
+
+
+def mxfp4_padding_bytes(arch: ModelArch, tp: int, padding: tuple[int, int]) -> float:
+    """Bytes one TP rank holds beyond its even share of an MXFP4 checkpoint's routed experts, when the
+    MoE backend pads them (padding = (hidden multiple, per-rank intermediate multiple), from
+    profiles.mxfp4_moe_backend). mxfp4.py create_weights allocates w13 [E, 2*I', H'/2] and
+    w2 [E, H', I'/2] uint8 with one uint8 scale per 32 values, and bf16 biases [E, 2*I'] and [E, H'],
+    where I' = round_up(I / tp, intermediate multiple) and H' = round_up(H, hidden multiple).
+
+    gpt-oss-120b on the Marlin path (H 2880 -> 3072, I 2880 -> 2944): 1,844,969,472 B of expert
+    weights per layer instead of 1,692,057,600, 5.1 GiB more over 36 layers.
+    """
+    q = arch.quant
+    if q is None or q.weight != "mxfp4" or arch.params is None:
+        return 0.0
+    h_align, i_align = padding
+    extra = 0.0
+    for lin in arch.params.linears:
+        if lin.role != "experts" or not lin.name.endswith("down_proj"):
+            continue
+        e, hidden, inter = lin.count, lin.out, lin.inp            # down_proj is [H, I] per expert
+        per_value = 0.5 + 1 / 32
+        share = e * 3 * inter * hidden * per_value / tp + e * (2 * inter + hidden) * 2 / tp
+        ip, hp = _round_up(-(-inter // tp), i_align), _round_up(hidden, h_align)
+        padded = e * 3 * ip * hp * per_value + e * (2 * ip + hp) * 2
+        extra += padded - share
+    return extra
+
+
 def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int = 1, pp: int = 1, *,
-                      cpu_offload_bytes: int = 0, lora: LoraSpec | None = None) -> WeightBreakdown:
-    """Weights on the fullest GPU, split tensor group by tensor group as vLLM places them."""
+                      cpu_offload_bytes: int = 0, lora: LoraSpec | None = None,
+                      mxfp4_padding: tuple[int, int] | None = None) -> WeightBreakdown:
+    """Weights on the fullest GPU, split tensor group by tensor group as vLLM places them.
+
+    mxfp4_padding: (hidden, intermediate) multiples the MXFP4 MoE backend pads experts to on this GPU
+    and release (profiles.mxfp4_moe_backend); None charges the checkpoint's bytes as stored."""
     per = DTYPE_BYTES[load_dtype]
     quantized = is_quantized(inv, arch)
     total = loaded_bytes(inv, load_dtype, quantized)
@@ -421,9 +499,10 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
     embed_rank = padded * h * per / tp if embed else 0
     head_rank = padded * h * per / tp if embed else 0   # the LM head (or the tied copy) on the last stage
     kv_extra = _kv_replication_extra(arch, tp, per) if tp > 1 and not quantized else 0.0
+    pad_extra = mxfp4_padding_bytes(arch, tp, mxfp4_padding) if mxfp4_padding else 0.0
     best: tuple[float, int, float, int] | None = None
     for rank, n_layers in enumerate(pp_layer_counts(layers_total, pp)):
-        b = layer_bytes * n_layers / tp + kv_extra * n_layers / layers_total
+        b = layer_bytes * n_layers / tp + (kv_extra + pad_extra) * n_layers / layers_total
         if rank == 0:
             b += embed_rank
         if rank == pp - 1:
@@ -439,7 +518,9 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
     lora_b = lora_bytes_per_gpu(arch, lora, per, tp, n_layers) if lora else 0
     detail = (f"{inv.total_params:,} params ({'quantized storage kept' if quantized else load_dtype}), "
               f"vocab {v:,} padded to {padded:,}" + (f", TP {tp}" if tp > 1 else "")
-              + (f", PP stage {rank} of {pp}" if pp > 1 else ""))
+              + (f", PP stage {rank} of {pp}" if pp > 1 else "")
+              + (f", MXFP4 experts padded to multiples of {mxfp4_padding[0]}/{mxfp4_padding[1]} "
+                 f"(+{pad_extra / GIB:.2f} GiB)" if pad_extra else ""))
     return WeightBreakdown(int(params_rank) - offloaded, rotary, lora_b, offloaded, rank, detail)
 
 
