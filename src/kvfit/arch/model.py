@@ -104,6 +104,8 @@ class QuantScheme:
     lm_head: bool = False
     towers: bool = True                 # vision/audio tower linears quantized unless ignored
     ignore: tuple[str, ...] = ()
+    substring_ignore: bool = False      # AWQ/GPTQ/bitsandbytes: `entry in module_name` (is_layer_skipped
+                                        # match_mode "substring"); others match whole name segments
     label: str = ""
     notes: tuple[str, ...] = ()
 

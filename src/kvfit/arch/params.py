@@ -364,7 +364,7 @@ def _summary(model_type: str, n: int, by_index: dict[int, list[Layer]], mlp_kind
                          else "MLA" if isinstance(x, AttentionLayer) and x.kind == "mla"
                          else x.kind if isinstance(x, MambaLayer) else "")
                         for x in by_index.get(i, []) if not (isinstance(x, AttentionLayer) and x.kind == "indexer")})
-        key = "+".join(k for k in kinds if k) or "no mixer"
+        key = "+".join(k for k in kinds if k) or {"moe": "MoE-only", "dense": "MLP-only"}.get(mlp_kinds[i], "empty")
         mixers[key] = mixers.get(key, 0) + 1
     parts = [f"{n} layers ({', '.join(f'{v} {k}' for k, v in mixers.items())})"]
     n_moe = mlp_kinds.count("moe")

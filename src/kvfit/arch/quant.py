@@ -105,6 +105,7 @@ def _read(method: str, qc: dict) -> QuantScheme:
         zp = bool(qc.get("zero_point", True))
         return QuantScheme("awq", "int", bits, "group" if g > 0 else "channel", group_size=max(g, 0),
                            zero_point=zp, lm_head=bool(qc.get("lm_head", False)), towers=False, ignore=ignore,
+                           substring_ignore=True,
                            label=f"AWQ {bits}-bit, group {g if g > 0 else 'per-channel'}")
     if method in ("gptq", "auto_gptq", "gptq_marlin", "auto-round", "autoround", "inc"):
         bits = _int(qc.get("bits"), 4)
@@ -113,7 +114,7 @@ def _read(method: str, qc: dict) -> QuantScheme:
         name = "GPTQ" if "gptq" in method else "AutoRound"
         return QuantScheme("gptq", "int", bits, "group" if g > 0 else "channel", group_size=max(g, 0),
                            zero_point=True, desc_act=desc, lm_head=bool(qc.get("lm_head", False)), towers=False,
-                           ignore=ignore, label=f"{name} {bits}-bit, group {g if g > 0 else 'per-channel'}"
+                           ignore=ignore, substring_ignore=True, label=f"{name} {bits}-bit, group {g if g > 0 else 'per-channel'}"
                            + (", desc_act" if desc else ""))
     if method == "compressed-tensors":
         return _compressed_tensors(qc, ignore)
@@ -124,11 +125,13 @@ def _read(method: str, qc: dict) -> QuantScheme:
                            label="MXFP4 experts (uint8 pairs + E8M0 scale per 32)")
     if method == "bitsandbytes":
         if qc.get("load_in_8bit"):
-            return QuantScheme(method, "bnb8", 8, "channel", ignore=ignore, label="bitsandbytes 8-bit",
+            return QuantScheme(method, "bnb8", 8, "channel", ignore=ignore, substring_ignore=True,
+                               label="bitsandbytes 8-bit",
                                notes=_BNB_NOTE)
         dq = bool(qc.get("bnb_4bit_use_double_quant", False))
         qt = str(qc.get("bnb_4bit_quant_type", "fp4"))
         return QuantScheme(method, "bnb4", 4, "group", group_size=64, double_quant=dq, ignore=ignore,
+                           substring_ignore=True,
                            label=f"bitsandbytes 4-bit {qt}" + (", double quant" if dq else ""), notes=_BNB_NOTE)
     if method in ("experts_int8",):
         return QuantScheme(method, "w8a8", 8, "channel", experts_only=True, ignore=ignore,
@@ -165,9 +168,8 @@ def _compressed_tensors(qc: dict, ignore: tuple[str, ...]) -> QuantScheme:
         if len(cands) > 1:
             notes.append(f"compressed-tensors has {len(cands)} config_groups: sized with the Linear one")
         fmt = str(chosen.get("format") or fmt).lower() if chosen else fmt
-    if chosen is None:
-        return QuantScheme("compressed-tensors", None, ignore=ignore,
-                           notes=("compressed-tensors config without a weights scheme: sized unquantized",))
+    if chosen is None:          # e.g. a KV-cache-only scheme: the weights are stored unquantized
+        return QuantScheme("compressed-tensors", None, ignore=ignore)
     w = chosen["weights"]
     bits = _int(w.get("num_bits"), 8)
     typ = str(w.get("type", "int")).lower()

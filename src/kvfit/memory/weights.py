@@ -211,10 +211,11 @@ def _canon(name: str) -> str:
     return ".".join(parts)
 
 
-def _ignored(entries: tuple[str, ...], name: str) -> bool:
-    """quantization ignore lists: "re:" regexes (compressed-tensors), "*" wildcards (gpt-oss), plain
-    names matched whole-segment anywhere in the module path (AWQ's substring rule; Fp8Config's exact
-    names match too)."""
+def _ignored(entries: tuple[str, ...], name: str, substring: bool = False) -> bool:
+    """quantization ignore lists (quantization/utils/quant_utils.py::is_layer_skipped and each config's
+    own rule): "re:" regexes (compressed-tensors), "*" wildcards (gpt-oss, ModelOpt), plain names as a
+    substring of the module path (`substring`: AWQ, GPTQ, bitsandbytes) or as whole name segments
+    (Fp8Config's exact module names, and ancestors of them)."""
     import fnmatch
     import re
 
@@ -231,6 +232,9 @@ def _ignored(entries: tuple[str, ...], name: str) -> bool:
         elif "*" in e or "?" in e:
             if any(fnmatch.fnmatchcase(p, e) or fnmatch.fnmatchcase(p, e + ".*") for p in probes):
                 return True
+        elif substring:
+            if e and any(e in p for p in probes):
+                return True
         else:
             ce = _canon(e)
             if ce and ("." + canon + ".").find("." + ce + ".") >= 0:
@@ -241,12 +245,12 @@ def _ignored(entries: tuple[str, ...], name: str) -> bool:
 def quantizes(q: QuantScheme, lin: Linear) -> bool:
     """Whether vLLM creates quantized storage for this linear (the config's get_quant_method)."""
     if lin.role == "lm_head":
-        return q.lm_head and not _ignored(q.ignore, lin.name)          # ParallelLMHead: only AWQ/GPTQ lm_head
+        return q.lm_head and not _ignored(q.ignore, lin.name, q.substring_ignore)   # only AWQ/GPTQ lm_head
     if q.experts_only and lin.role != "experts":
         return False                                                  # mxfp4.py: linears unquantized
     if lin.role in ("vision", "audio", "projector") and not q.towers:
         return False                                                  # AWQ/GPTQ quantize the decoder only
-    return not _ignored(q.ignore, lin.name)
+    return not _ignored(q.ignore, lin.name, q.substring_ignore)
 
 
 def linear_storage(q: QuantScheme, lin: Linear, floating: str = "BF16") -> dict[str, float]:
@@ -471,6 +475,20 @@ def mxfp4_padding_bytes(arch: ModelArch, tp: int, padding: tuple[int, int]) -> f
     return extra
 
 
+def mla_dequant_bytes(arch: ModelArch, tp: int, dtype_bytes: int) -> float:
+    """MLA with a quantized kv_b_proj: layers/attention/mla_attention.py process_weights_after_loading
+    dequantizes it (split_kv_b_proj -> get_and_maybe_dequant_weights) and keeps W_UV [N, L, V] and
+    W_UK_T [N, P, L] as new parameters in the activation dtype, beside the quantized kv_b_proj: per layer
+    and rank heads/tp x kv_lora_rank x (qk_nope_head_dim + v_head_dim) values. (An unquantized kv_b_proj
+    yields views of its own weight: nothing extra.) DeepSeek-V3 at TP 8: 16 x 512 x 256 x 2 B = 4 MiB
+    per layer, 61 layers = 244 MiB per GPU."""
+    q = arch.quant
+    if not arch.use_mla or arch.params is None or q is None or not q.weight:
+        return 0.0
+    return sum(lin.out * lin.inp * lin.count / tp * dtype_bytes for lin in arch.params.linears
+               if lin.name.endswith("kv_b_proj") and quantizes(q, lin))
+
+
 def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int = 1, pp: int = 1, *,
                       cpu_offload_bytes: int = 0, lora: LoraSpec | None = None,
                       mxfp4_padding: tuple[int, int] | None = None) -> WeightBreakdown:
@@ -500,9 +518,10 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
     head_rank = padded * h * per / tp if embed else 0   # the LM head (or the tied copy) on the last stage
     kv_extra = _kv_replication_extra(arch, tp, per) if tp > 1 and not quantized else 0.0
     pad_extra = mxfp4_padding_bytes(arch, tp, mxfp4_padding) if mxfp4_padding else 0.0
+    mla_extra = mla_dequant_bytes(arch, tp, per)
     best: tuple[float, int, float, int] | None = None
     for rank, n_layers in enumerate(pp_layer_counts(layers_total, pp)):
-        b = layer_bytes * n_layers / tp + (kv_extra + pad_extra) * n_layers / layers_total
+        b = layer_bytes * n_layers / tp + (kv_extra + pad_extra + mla_extra) * n_layers / layers_total
         if rank == 0:
             b += embed_rank
         if rank == pp - 1:
@@ -520,7 +539,8 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
               f"vocab {v:,} padded to {padded:,}" + (f", TP {tp}" if tp > 1 else "")
               + (f", PP stage {rank} of {pp}" if pp > 1 else "")
               + (f", MXFP4 experts padded to multiples of {mxfp4_padding[0]}/{mxfp4_padding[1]} "
-                 f"(+{pad_extra / GIB:.2f} GiB)" if pad_extra else ""))
+                 f"(+{pad_extra / GIB:.2f} GiB)" if pad_extra else "")
+              + (f", MLA W_UV/W_UK_T dequantized from kv_b_proj (+{mla_extra / GIB:.2f} GiB)" if mla_extra else ""))
     return WeightBreakdown(int(params_rank) - offloaded, rotary, lora_b, offloaded, rank, detail)
 
 
