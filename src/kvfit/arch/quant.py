@@ -114,7 +114,8 @@ def _read(method: str, qc: dict) -> QuantScheme:
         name = "GPTQ" if "gptq" in method else "AutoRound"
         return QuantScheme("gptq", "int", bits, "group" if g > 0 else "channel", group_size=max(g, 0),
                            zero_point=True, desc_act=desc, lm_head=bool(qc.get("lm_head", False)), towers=False,
-                           ignore=ignore, substring_ignore=True, label=f"{name} {bits}-bit, group {g if g > 0 else 'per-channel'}"
+                           ignore=ignore, substring_ignore=True,
+                           label=f"{name} {bits}-bit, group {g if g > 0 else 'per-channel'}"
                            + (", desc_act" if desc else ""))
     if method == "compressed-tensors":
         return _compressed_tensors(qc, ignore)
