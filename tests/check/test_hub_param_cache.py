@@ -71,8 +71,15 @@ def check_json(env: dict, cwd: Path) -> dict:
 def test_hub_lookup_caches_counts_and_offline_run_is_exact(tmp_path):
     (tmp_path / "home").mkdir()
     files = {"config.json": LLAMA_TEXT, "model.safetensors": safetensors_header(TENSORS)}
+    before = {p for p in tmp_path.rglob("*")}
     with FakeHub(files) as hub:
         online = check_json(env_for(tmp_path, HF_ENDPOINT=hub.url), tmp_path)
+    # it wrote into the HF cache (config.json) and kvfit's own cache, nowhere else; no weights were fetched
+    written = {p.relative_to(tmp_path).as_posix() for p in set(tmp_path.rglob("*")) - before if p.is_file()}
+    assert written and all(w.startswith(("hf-cache/", "home/.cache/kvfit/params/")) for w in written), written
+    assert not any(w.endswith(".safetensors") for w in written)
+    assert not any(r["method"] == "GET" and "model.safetensors" in r["path"] and "range" not in r["headers"]
+                   for r in hub.requests)
     assert online["model"]["source"] == "hub"
     assert online["memory"]["weights_estimated"] is False
     assert online["memory"]["weights_source"] == "Hub safetensors metadata"

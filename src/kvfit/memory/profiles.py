@@ -279,8 +279,8 @@ def mxfp4_moe_backend(version: str | None, compute_capability: tuple[int, int] |
                      SM90 and SM100 run the OAI Triton kernels (intermediate rounded to 64) unless FlashInfer
                      TRT-LLM takes SM100 first.
       SM100          FlashInfer TRT-LLM MXFP4: hidden 256 and intermediate 256 (0.12.0 SM100_FI_MXFP4_BF16;
-                     fused_moe/oracle/mxfp4.py TRTLLM_BACKENDS in 0.20.0 and 0.26.0); intermediate 128 in
-                     0.32.0. Releases 0.27-0.31 were not read: kvfit assumes 256 there.
+                     fused_moe/oracle/mxfp4.py TRTLLM_BACKENDS in 0.20.0 and 0.26.0); intermediate 128 from
+                     0.27.0 (read in 0.27.0, 0.28.0, 0.29.0, 0.32.0).
       SM80-SM89, SM12x  Marlin in every release (0.32: TRITON is ordered after Marlin on SM12x).
     Below SM80 vLLM refuses MXFP4 (Mxfp4Config.get_min_capability 80): None, as for releases before
     gpt-oss support (0.10.1) and when the GPU is not known.
@@ -295,5 +295,5 @@ def mxfp4_moe_backend(version: str | None, compute_capability: tuple[int, int] |
     if (9, 0) <= cc < (10, 0):
         return marlin if v < (0, 12, 0) else Mxfp4MoeBackend("OAI Triton", 1, 64)
     if (10, 0) <= cc < (11, 0):
-        return Mxfp4MoeBackend("FlashInfer TRT-LLM", 256, 128 if v >= (0, 32, 0) else 256)
+        return Mxfp4MoeBackend("FlashInfer TRT-LLM", 256, 128 if v >= (0, 27, 0) else 256)
     return marlin
