@@ -39,14 +39,15 @@ CLASS_DEFAULTS: dict[str, dict] = {
         "tie_word_embeddings": False,
     },
     "qwen3": {"max_window_layers": 28, "use_sliding_window": False},
-    # transformers DeepseekV2Config / DeepseekV3Config (kimi_k2 uses the latter): untied LM head.
-    "deepseek_v2": {"tie_word_embeddings": False},
-    "deepseek_v3": {"tie_word_embeddings": False},
-    "kimi_k2": {"tie_word_embeddings": False},
+    # transformers DeepseekV2Config / DeepseekV3Config (kimi_k2 uses the latter): untied LM head, a query
+    # LoRA of 1536 unless the config says q_lora_rank null (DeepSeek-V2-Lite does).
+    "deepseek_v2": {"tie_word_embeddings": False, "q_lora_rank": 1536},
+    "deepseek_v3": {"tie_word_embeddings": False, "q_lora_rank": 1536},
+    "kimi_k2": {"tie_word_embeddings": False, "q_lora_rank": 1536},
     # transformers WhisperConfig: 448 decoder positions, 1500 encoder positions.
     "whisper": {"max_target_positions": 448, "max_source_positions": 1500},
     # transformers Llama4TextConfig: iRoPE, chunked attention on 3 of every 4 layers.
-    "llama4_text": {"no_rope_layer_interval": 4},
+    "llama4_text": {"no_rope_layer_interval": 4, "tie_word_embeddings": False},
     # transformers Qwen3NextConfig / Qwen3_5TextConfig: one full-attention layer in four.
     "qwen3_next": {"full_attention_interval": 4},
     "qwen3_5_text": {"full_attention_interval": 4},
@@ -239,8 +240,9 @@ LAYERNORM_BIAS = {"gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "RefinedWeb",
                   "gpt_neox", "gptj", "starcoder2", "whisper", "stablelm", "persimmon", "nemotron", "phi3small"}
 
 # Norms per decoder layer where it is not one per mixer and one per MLP: Gemma 2/3 add pre- and
-# post-feedforward norms (gemma2.py, gemma3.py); Nemotron-H has one norm per block (nemotron_h.py).
-NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1}
+# post-feedforward norms (gemma2.py, gemma3.py); Nemotron-H has one norm per block (nemotron_h.py);
+# Whisper's decoder layers norm self attention, cross attention and the MLP (whisper.py).
+NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3}
 
 # Learned absolute positions: (config key, extra rows). opt.py OPTLearnedPositionalEmbedding adds 2.
 LEARNED_POSITIONS = {"opt": ("max_position_embeddings", 2), "gpt2": ("n_positions", 0),
@@ -260,6 +262,22 @@ QK_NORM_FULL = {"olmo2", "olmoe"}
 
 # Routers with an e_score_correction_bias in float32 whatever topk_method says (nemotron_h.py, glm4_moe.py).
 ROUTER_CORRECTION_BIAS = {"nemotron_h", "glm4_moe"}
+
+# Routers built with the model's quant_config, so a quantized checkpoint quantizes them unless its ignore
+# list names them (qwen3_moe.py, also used by qwen3_vl_moe.py / qwen3_omni_moe_thinker.py; lfm2_moe.py);
+# every other MoE file builds its GateLinear without quant_config.
+ROUTER_QUANTIZED = {"qwen3_moe", "qwen3_vl_moe_text", "qwen3_omni_moe_text", "lfm2_moe"}
+
+# Routers kept in float32 (GateLinear(params_dtype=torch.float32): minimax_m2.py, glm4_moe.py,
+# ernie45_moe.py, afmoe.py, step3p5.py; mimo_v2.py: moe_router_dtype, float32 by default).
+ROUTER_FP32 = {"minimax_m2", "glm4_moe", "ernie4_5_moe", "afmoe", "step3p5", "mimo_v2_flash", "mimo_v2"}
+
+# LM head always tied to the embedding, whatever tie_word_embeddings says (gemma2.py computes the
+# logits from model.embed_tokens and builds no lm_head).
+ALWAYS_TIED = {"gemma2"}
+
+# use_qk_norm without weights (llama4.py: an L2 norm).
+QK_NORM_NO_WEIGHTS = {"llama4", "llama4_text"}
 
 # Shared expert with a sigmoid gate [1, hidden] (qwen2_moe.py, qwen3_next.py, qwen3_5.py).
 SHARED_EXPERT_GATE = {"qwen2_moe", "qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"}

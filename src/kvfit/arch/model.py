@@ -120,6 +120,7 @@ class ParamLayout:
     summary: str
     declared_total: int | None = None       # total_params / num_parameters written in config.json
     notes: tuple[str, ...] = ()
+    attention_modules: int = 0              # standard (non-MLA) attention modules: KV-cache scales
 
     @property
     def total(self) -> int:

@@ -364,6 +364,8 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
              or r.raw("decoder_ffn_dim") or 4 * hidden)
     inter = r.int("intermediate_size", inter)
     tie = cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", defaults.get("tie_word_embeddings", True)))
+    if model_type in F.ALWAYS_TIED:
+        tie = True
 
     use_mla = model_type in F.MLA_TYPES and cfg.get("kv_lora_rank") is not None
     window = _sliding_window(r, model_type)

@@ -28,10 +28,11 @@ class _Get:
         self.cfg, self.defaults = cfg, defaults
 
     def raw(self, key: str, default: Any = None) -> Any:
-        v = self.cfg.get(key)
-        if v is None:
-            v = self.defaults.get(key, default)
-        return v
+        """The config's value; an absent key is the transformers class default, an explicit null stays null."""
+        if key in self.cfg:
+            v = self.cfg[key]
+            return default if v is None and key not in self.defaults else v
+        return self.defaults.get(key, default)
 
     def int(self, key: str, default: int = 0) -> int:
         v = self.raw(key, default)
@@ -70,7 +71,7 @@ def layout(config: dict, cfg: dict, defaults: dict, model_type: str, *, n_layers
                     b.mla(i)
                 elif x.kind == "indexer":
                     b.indexer(i)
-                elif x.kind != "cross":
+                else:                # full / sliding / chunked, and whisper's cross attention (encoder_attn)
                     b.attention(i, x)
             elif isinstance(x, MambaLayer):
                 b.mamba(i, x)
@@ -101,7 +102,8 @@ def layout(config: dict, cfg: dict, defaults: dict, model_type: str, *, n_layers
     notes.extend(b.notes)
 
     summary = _summary(model_type, n_layers, by_index, mlp_kinds, b, tower_notes, tie)
-    return ParamLayout(tuple(b.linears), tuple(b.tensors), summary, _declared_total(config, cfg), tuple(notes))
+    return ParamLayout(tuple(b.linears), tuple(b.tensors), summary, _declared_total(config, cfg), tuple(notes),
+                       attention_modules=b.attention_modules)
 
 
 def _declared_total(config: dict, cfg: dict) -> int | None:
@@ -120,9 +122,9 @@ def _moe_layers(g: _Get, model_type: str, n: int, experts: int) -> list[bool]:
     if model_type == "nemotron_h":                       # nemotron_h.py: one block per pattern character
         p = g.raw("hybrid_override_pattern")
         return [isinstance(p, str) and i < len(p) and p[i] == "E" for i in range(n)]
-    if model_type == "jamba":                            # JambaConfig.layers_num_experts
+    if model_type == "jamba":                            # JambaConfig.layers_num_experts; jamba.py: MoE if > 1
         period, offset = g.int("expert_layer_period", 2) or 1, g.int("expert_layer_offset", 1)
-        return [i % period == offset for i in range(n)]
+        return [experts > 1 and i % period == offset for i in range(n)]
     freq = g.raw("moe_layer_freq")
     if isinstance(freq, list):                           # mimo_v2.py: moe_layer_freq[layer_idx]
         return [i < len(freq) and bool(freq[i]) for i in range(n)]
@@ -165,6 +167,7 @@ class _Builder:
         self.linears: list[Linear] = []
         self.tensors: list[Tensor] = []
         self.notes: list[str] = []
+        self.attention_modules = 0
         self.num_experts = g.first(("n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts"))
         self.gated = model_type not in F.NON_GATED_MLP and g.raw("mlp_hidden_act") not in ("relu2",)
         self.layernorm_bias = model_type in F.LAYERNORM_BIAS
@@ -204,11 +207,13 @@ class _Builder:
         self.lin("attn", kv_k, h, p + ".k_proj", bias=self.qkv_bias)
         self.lin("attn", kv_v, h, p + ".v_proj", bias=self.qkv_bias)
         self.lin("attn", h, q_heads * a.head_size_v, p + ".o_proj", bias=self.o_bias)
-        if self.mt in F.QK_NORM or self.g.flag("use_qk_norm"):
+        if (self.mt in F.QK_NORM or self.g.flag("use_qk_norm")) and self.mt not in F.QK_NORM_NO_WEIGHTS:
             full = self.mt in F.QK_NORM_FULL or self.g.raw("qk_norm_type") == "per_layer"
             self.ten("norm", (q + kv_k) if full else 2 * a.head_size, p + ".q_norm")
-        if self.mt in F.GPT_OSS:
-            self.ten("attn", q_heads, p + ".sinks")
+        if self.mt in F.GPT_OSS or self.mt in F.MIMO_V2 and self.g.flag(
+                "add_swa_attention_sink_bias" if a.kind == "sliding" else "add_full_attention_sink_bias"):
+            self.ten("attn", q_heads, p + ".sinks")                  # gpt_oss.py, mimo_v2.py attention sinks
+        self.attention_modules += 1
 
     def mla(self, i: int):
         g, h, p = self.g, self.h, f"model.layers.{i}.self_attn"
@@ -260,7 +265,8 @@ class _Builder:
             conv = di + 2 * ng * ds
             self.lin("mamba", 2 * di + 2 * ng * ds + nh, h, p + ".in_proj", bias=proj_bias)
             self.ten("mamba", conv * dc + (conv if conv_bias else 0), p + ".conv1d")
-            self.ten("mamba", 3 * nh + di, p + ".A_log")     # dt_bias, A_log, D, gated norm
+            norm = di if self.mt != "falcon_h1" or g.flag("mamba_rms_norm") else 0
+            self.ten("mamba", 3 * nh + norm, p + ".A_log")   # dt_bias, A_log, D, gated norm
             self.lin("mamba", h, di, p + ".out_proj", bias=proj_bias)
         else:                                        # gdn: qwen3_next.py::Qwen3NextGatedDeltaNet
             p = f"model.layers.{i}.linear_attn"
@@ -301,7 +307,11 @@ class _Builder:
         if eh != h:
             self.lin("mlp", eh, h, p + ".fc1_latent_proj")
             self.lin("mlp", h, eh, p + ".fc2_latent_proj")
-        self.ten("router", e * h, p + ".gate")
+        if self.mt in F.ROUTER_QUANTIZED:
+            self.lin("router", e, h, p + ".gate")
+        else:
+            fp32 = self.mt in F.ROUTER_FP32 and str(g.raw("moe_router_dtype", "float32")) == "float32"
+            self.ten("router", e * h, p + ".gate", "F32" if fp32 else "")
         if self.mt in F.GPT_OSS or g.flag("router_bias"):
             self.ten("router", e, p + ".gate.bias")
         if g.raw("topk_method") == "noaux_tc" or self.mt in F.ROUTER_CORRECTION_BIAS or g.flag("use_routing_bias"):

@@ -69,6 +69,9 @@ def read(config: dict, text_hidden: int, model_type: str) -> tuple[list[Linear],
     notes: list[str] = []
     root = str(config.get("model_type") or model_type)
     vc = _sub(config, "vision_config")
+    if vc is None and root in VISION_DEFAULTS:
+        vc = dict(VISION_DEFAULTS[root])
+        notes.append("no vision_config: transformers' default tower")
     if vc is not None and _i(vc, "hidden_size", "embed_dim", "width") and root not in ("gemma4",):
         t, what = _vision(vc, config, root, text_hidden)
         linears += t.linears
@@ -76,6 +79,11 @@ def read(config: dict, text_hidden: int, model_type: str) -> tuple[list[Linear],
         notes.append(f"vision tower {t.total / 1e6:,.0f}M ({what})")
     elif vc is not None:
         notes.append("vision_config not sized (kvfit does not know this tower's layout)")
+    if root == "whisper":                # whisper.py: the encoder's dims sit at the top level of config.json
+        t, what = _audio(config, config, root, text_hidden)
+        linears += t.linears
+        tensors += t.tensors
+        notes.append(f"audio encoder {t.total / 1e6:,.0f}M ({what})")
     ac = _sub(config, "audio_config")
     if ac is not None and _i(ac, "d_model", "hidden_size"):
         t, what = _audio(ac, config, root, text_hidden)
@@ -86,6 +94,15 @@ def read(config: dict, text_hidden: int, model_type: str) -> tuple[list[Linear],
 
 
 # --- vision ---------------------------------------------------------------------------------------
+
+# Multimodal configs without vision_config get the transformers class's default tower, and vLLM builds it
+# (Llama4ForConditionalGeneration with Llama4VisionConfig()).
+VISION_DEFAULTS = {
+    "llama4": {"model_type": "llama4_vision_model", "hidden_size": 768, "num_hidden_layers": 34,
+               "num_channels": 3, "intermediate_size": 5632, "vision_output_dim": 7680, "image_size": 448,
+               "patch_size": 14, "projector_input_dim": 4096, "projector_output_dim": 4096,
+               "multi_modal_projector_bias": False},
+}
 
 def _vision(vc: dict, config: dict, root: str, text_h: int) -> tuple[_T, str]:
     vmt = str(vc.get("model_type") or "")
@@ -319,15 +336,19 @@ def _audio(ac: dict, config: dict, root: str, text_h: int) -> tuple[_T, str]:
     positions = _i(ac, "max_source_positions", default=1500)
     t.ten(d * mel * 3 + d + d * d * 3 + d, "audio_tower.conv")
     omni = "omni" in amt or "omni" in root
+    whisper = root == "whisper"
     if not omni:                 # Qwen2-Audio / Whisper keep learned positions; Omni computes sinusoids
         t.ten(positions * d, "audio_tower.embed_positions")
-    p = "audio_tower.layers.0"
-    for x, bias in (("q_proj", True), ("k_proj", False), ("v_proj", True), ("out_proj", True)):
+    p = "model.encoder.layers.0" if whisper else "audio_tower.layers.0"
+    # whisper.py fuses q/k/v with one bias (k's part zero-filled); the others have no k bias
+    for x, bias in (("q_proj", True), ("k_proj", whisper), ("v_proj", True), ("out_proj", True)):
         t.lin(d, d, f"{p}.self_attn.{x}", n, bias)
     t.ten(4 * d * n, p + ".norms")
     t.lin(ffn, d, p + ".fc1", n)
     t.lin(d, ffn, p + ".fc2", n)
     t.ten(2 * d, "audio_tower.layer_norm")
+    if whisper:
+        return t, "Whisper encoder"
     t2 = _T("projector")
     if omni:                     # Qwen2_5OmniAudioEncoder: ln_post + proj to output_dim
         t2.lin(_i(ac, "output_dim", default=text_h), d, "audio_tower.proj")

@@ -147,9 +147,19 @@ def _layout_counts(lay: ParamLayout, q: QuantScheme | None, floating: str, ratio
             if q is not None and lin.role != "lm_head":
                 kept.add(lin.role)
             add(floating, lin.params)
+        if (q is not None and q.method == "gptq" and lin.role == "experts" and lin.name.endswith("down_proj")
+                and quantizes(q, lin)):
+            add(floating, lin.count * (2 * lin.inp + lin.out))    # auto_gptq.py: zero w13_bias / w2_bias
     for t in lay.tensors:
         add(t.dtype if (t.dtype == "F32" and q is not None) else floating, t.params)
+    if q is not None and q.method in KV_SCALE_METHODS:
+        add(floating, 4 * lay.attention_modules)                    # k/v/q/prob scales of each Attention
     return counts, kept
+
+
+# Quantization configs whose get_quant_method gives each Attention a KV-cache method, which registers
+# k_scale, v_scale, q_scale and prob_scale (quantization/kv_cache.py::BaseKVCacheMethod.create_weights).
+KV_SCALE_METHODS = {"fp8", "modelopt", "modelopt_fp4", "modelopt_mxfp8", "compressed-tensors"}
 
 
 # --quantization for a checkpoint stored unquantized: what vLLM 0.32 creates (model_executor/layers/
@@ -265,7 +275,8 @@ def linear_storage(q: QuantScheme, lin: Linear, floating: str = "BF16") -> dict[
       w8a8         compressed_tensors_w8a8_int8.py: int8 weight, float32 scale per row (or per tensor)
       int (AWQ)    auto_awq.py: int32 qweight in*out/(32/bits), int32 qzeros groups*out/(32/bits),
                    scales [groups, out] in the model dtype
-      int (GPTQ)   auto_gptq.py: the same plus int32 g_idx [in]
+      int (GPTQ)   auto_gptq.py: the same layout transposed (qweight [in/(32/bits), out]); vLLM 0.32 creates
+                   no g_idx, and gives GPTQ experts zero biases [E, 2*I] and [E, H] in the model dtype
       int (CT)     compressed_tensors_wNa16.py: int32 weight_packed, scales [out, groups], int64 weight_shape
                    [2], int32 zero points only when asymmetric
       nvfp4        modelopt.py / compressed_tensors_w4a4_nvfp4.py: uint8 weight [out, in/2], fp8 weight_scale
@@ -297,8 +308,6 @@ def linear_storage(q: QuantScheme, lin: Linear, floating: str = "BF16") -> dict[
         d = {"I32": n * bits / 32, floating: float(out * groups * c)}
         if q.method == "awq" or q.method == "gptq" or q.zero_point:
             d["I32"] += out * groups * c * bits / 32                  # qzeros
-        if q.method == "gptq":
-            d["I32"] += float(inp * c)                                # g_idx
         if q.method == "compressed-tensors":
             d["I64"] = float(2 * c)                                   # weight_shape
         return d
