@@ -138,11 +138,13 @@ def test_hybrid_layer_kinds_are_read_per_layer():
 # Per layer the 7 linears hold 2 x 4096^2 + 2 x 1024 x 4096 + 3 x 14336 x 4096 = 218,103,808 values,
 # 6,979,321,856 in all; out-features per layer 4096 + 1024 + 1024 + 4096 + 3 x ... = 43,008.
 # Unquantized: embed + lm_head 2 x 525,336,576, norms 32 x 8192 + 4096 -> 1,050,939,392 bf16.
-# fp8, ModelOpt and compressed-tensors also give each attention a KV-cache method that registers four
-# scalars (k_scale, v_scale, q_scale, prob_scale; quantization/kv_cache.py): 32 x 4 = 128 more.
+# fp8 and ModelOpt also give each attention a KV-cache method that registers four bf16 scalars (k_scale,
+# v_scale, q_scale, prob_scale; quantization/kv_cache.py): 32 x 4 = 128 more; compressed-tensors' registers
+# float32 k/v/q scales and bf16 k/v/q zero points: 96 of each.
 LINEAR = 6_979_321_856
 FLOAT = 1_050_939_392
 KV = 32 * 4
+CT_KV = 32 * 3
 ROWS = 32 * (4096 + 1024 + 1024 + 4096 + 14336 + 14336 + 4096)          # 1,376,256
 
 
@@ -152,14 +154,17 @@ def llama8b(qc: dict) -> Inventory:
 
 def test_compressed_tensors_w4a16_group_128():
     """compressed_tensors_wNa16.py: int32 weight_packed [out, in/8], weight_scale [out, in/128] in the model
-    dtype, int64 weight_shape [2]; symmetric, so no zero points. Scales per layer: 32 groups x (4096 +
-    1024 + 1024 + 4096 + 14336 + 14336) + 112 groups x 4096 = 1,703,936."""
+    dtype, int64 weight_shape [2] per fused module (qkv_proj, o_proj, gate_up_proj, down_proj); symmetric,
+    so no zero points. Scales per layer: 32 groups x (4096 + 1024 + 1024 + 4096 + 14336 + 14336) + 112
+    groups x 4096 = 1,703,936."""
     inv = llama8b({"quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": ["lm_head"],
                    "config_groups": {"group_0": {"targets": ["Linear"], "weights": {
                        "num_bits": 4, "type": "int", "strategy": "group", "group_size": 128, "symmetric": True}}}})
     scales = 32 * 1_703_936
-    assert inv.params_by_dtype == {"I32": LINEAR // 8, "BF16": FLOAT + scales + KV, "I64": 2 * 7 * 32}
-    assert loaded_bytes(inv, "bfloat16") == LINEAR // 8 * 4 + (FLOAT + scales + KV) * 2 + 448 * 8 == 5_700_595_456
+    assert inv.params_by_dtype == {"I32": LINEAR // 8, "BF16": FLOAT + scales + CT_KV, "I64": 2 * 4 * 32,
+                                   "F32": CT_KV}
+    expected = LINEAR // 8 * 4 + (FLOAT + scales + CT_KV) * 2 + 256 * 8 + CT_KV * 4
+    assert loaded_bytes(inv, "bfloat16") == expected == 5_700_594_240
 
 
 def test_compressed_tensors_w8a8_int8_and_fp8_channel():
@@ -167,11 +172,11 @@ def test_compressed_tensors_w8a8_int8_and_fp8_channel():
     int8 = llama8b({"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups": {"g": {
         "targets": ["Linear"], "input_activations": {"num_bits": 8, "type": "int", "dynamic": True},
         "weights": {"num_bits": 8, "type": "int", "strategy": "channel", "symmetric": True}}}})
-    assert int8.params_by_dtype == {"I8": LINEAR, "F32": ROWS, "BF16": FLOAT + KV}
+    assert int8.params_by_dtype == {"I8": LINEAR, "F32": ROWS + CT_KV, "BF16": FLOAT + CT_KV}
     fp8 = llama8b({"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups": {"g": {
         "targets": ["Linear"], "weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}})
-    assert fp8.params_by_dtype == {"F8_E4M3": LINEAR, "F32": ROWS, "BF16": FLOAT + KV}
-    assert loaded_bytes(fp8, "bfloat16") == LINEAR + ROWS * 4 + (FLOAT + KV) * 2 == 9_086_705_920
+    assert fp8.params_by_dtype == {"F8_E4M3": LINEAR, "F32": ROWS + CT_KV, "BF16": FLOAT + CT_KV}
+    assert loaded_bytes(fp8, "bfloat16") == LINEAR + (ROWS + CT_KV) * 4 + (FLOAT + CT_KV) * 2 == 9_086_706_240
 
 
 def test_nvfp4_compressed_tensors_and_modelopt():
@@ -180,9 +185,11 @@ def test_nvfp4_compressed_tensors_and_modelopt():
     ct = llama8b({"quant_method": "compressed-tensors", "format": "nvfp4-pack-quantized", "config_groups": {"g": {
         "targets": ["Linear"], "weights": {"num_bits": 4, "type": "float", "strategy": "tensor_group",
                                            "group_size": 16}}}})
-    expected = {"U8": LINEAR // 2, "F8_E4M3": LINEAR // 16, "F32": 2 * 7 * 32, "BF16": FLOAT + KV}
+    expected = {"U8": LINEAR // 2, "F8_E4M3": LINEAR // 16, "F32": 2 * 7 * 32 + CT_KV, "BF16": FLOAT + CT_KV}
     assert ct.params_by_dtype == expected
-    assert loaded_bytes(ct, "bfloat16") == LINEAR // 2 + LINEAR // 16 + 448 * 4 + (FLOAT + KV) * 2 == 6_027_749_376
+    nvfp4_bytes = LINEAR // 2 + LINEAR // 16 + (448 + CT_KV) * 4 + (FLOAT + CT_KV) * 2
+    assert loaded_bytes(ct, "bfloat16") == nvfp4_bytes == 6_027_749_696
+    expected = {"U8": LINEAR // 2, "F8_E4M3": LINEAR // 16, "F32": 2 * 7 * 32, "BF16": FLOAT + KV}
     mo = estimate_inventory(arch_of(config("meta-llama__Llama-3.1-8B-Instruct"), {
         "producer": {"name": "modelopt"}, "quantization": {"quant_algo": "NVFP4", "group_size": 16,
                                                            "exclude_modules": ["lm_head"]}}))

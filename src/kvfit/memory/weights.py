@@ -139,9 +139,13 @@ def _layout_counts(lay: ParamLayout, q: QuantScheme | None, floating: str, ratio
     def add(dtype: str, n: float) -> None:
         counts[dtype] = counts.get(dtype, 0.0) + n * ratio
 
+    gated = {lin.name[: -len("gate_proj")] for lin in lay.linears if lin.name.endswith("gate_proj")}
     for lin in lay.linears:
         if q is not None and quantizes(q, lin):
             for dtype, n in linear_storage(q, lin, floating).items():
+                if dtype == "I64" and (lin.name.endswith((".k_proj", ".v_proj"))
+                                       or lin.name.endswith("up_proj") and lin.name[: -len("up_proj")] in gated):
+                    continue             # weight_shape is per fused module (qkv_proj, gate_up_proj)
                 add(dtype, n)
         else:
             if q is not None and lin.role != "lm_head":
@@ -154,12 +158,16 @@ def _layout_counts(lay: ParamLayout, q: QuantScheme | None, floating: str, ratio
         add(t.dtype if (t.dtype == "F32" and q is not None) else floating, t.params)
     if q is not None and q.method in KV_SCALE_METHODS:
         add(floating, 4 * lay.attention_modules)                    # k/v/q/prob scales of each Attention
+    elif q is not None and q.method == "compressed-tensors":
+        add("F32", 3 * lay.attention_modules)                       # k/v/q scales, float32
+        add(floating, 3 * lay.attention_modules)                    # k/v/q zero points
     return counts, kept
 
 
 # Quantization configs whose get_quant_method gives each Attention a KV-cache method, which registers
-# k_scale, v_scale, q_scale and prob_scale (quantization/kv_cache.py::BaseKVCacheMethod.create_weights).
-KV_SCALE_METHODS = {"fp8", "modelopt", "modelopt_fp4", "modelopt_mxfp8", "compressed-tensors"}
+# k_scale, v_scale, q_scale and prob_scale in the model dtype (quantization/kv_cache.py::BaseKVCacheMethod);
+# compressed-tensors' own KV-cache method registers float32 k/v/q scales and k/v/q zero points instead.
+KV_SCALE_METHODS = {"fp8", "modelopt", "modelopt_fp4", "modelopt_mxfp8"}
 
 
 # --quantization for a checkpoint stored unquantized: what vLLM 0.32 creates (model_executor/layers/
@@ -278,7 +286,7 @@ def linear_storage(q: QuantScheme, lin: Linear, floating: str = "BF16") -> dict[
       int (GPTQ)   auto_gptq.py: the same layout transposed (qweight [in/(32/bits), out]); vLLM 0.32 creates
                    no g_idx, and gives GPTQ experts zero biases [E, 2*I] and [E, H] in the model dtype
       int (CT)     compressed_tensors_wNa16.py: int32 weight_packed, scales [out, groups], int64 weight_shape
-                   [2], int32 zero points only when asymmetric
+                   [2] per fused module, int32 zero points only when asymmetric
       nvfp4        modelopt.py / compressed_tensors_w4a4_nvfp4.py: uint8 weight [out, in/2], fp8 weight_scale
                    [out, in/16], float32 global scales
       mxfp4        mxfp4.py: uint8 blocks [out, in/2] + uint8 (E8M0) scales [out, in/32]
