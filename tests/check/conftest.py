@@ -28,6 +28,7 @@ def hermetic_env(tmp_path, monkeypatch):
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))     # kvfit's own cache (paramcache)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)
     return cache
@@ -46,6 +47,7 @@ def kvfit(tmp_path):
         e = {k: v for k, v in os.environ.items()
              if not k.startswith(("HF_", "HUGGINGFACE_", "CUDA_", "VLLM_", "KVFIT_"))}
         e.update({"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "COLUMNS": "250",
+                  "XDG_CACHE_HOME": str(tmp_path / "xdg-cache-sub"),
                   "PYTHONPATH": os.pathsep.join([str(FAKE_NVML), e.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                   "KVFIT_FAKE_NVML": json.dumps(nvml or {"fail": "NVML Shared Library Not Found"})})
         for k, v in (env or {}).items():

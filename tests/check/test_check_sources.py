@@ -61,6 +61,9 @@ def test_human_output_names_the_source(cli, tmp_path):
     r = cli("check", str(d), "--gpu", "H100", "--max-model-len", "8192")
     assert r.rc == 0, r
     assert "local" in r.out and "weights estimated from config.json" in flat(r.out)
+    # the weights row names what the estimate read: config.json, its layers and MLPs
+    d = cli("check", str(d), "--gpu", "H100", "--max-model-len", "8192", "--details")
+    assert "estimated from the architecture in config.json: 32 layers (32 attention), 32 dense MLPs" in flat(d.out)
 
 
 # --- Hugging Face cache -------------------------------------------------------------------------
@@ -197,6 +200,7 @@ def hub(monkeypatch, tmp_path):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))      # no stored token either
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))  # kvfit's parameter-count cache
     # hub.load sets these with setdefault; register them so monkeypatch restores them
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "10")
     monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "10")

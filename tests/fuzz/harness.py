@@ -158,6 +158,7 @@ def hermetic(tmp: Path):
                 mp.delenv(k)
         mp.setenv("HF_HUB_CACHE", str(cache))
         mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("XDG_CACHE_HOME", str(tmp / "xdg-cache"))
         mp.setenv("KVFIT_DEBUG", "1")
         mp.setenv("COLUMNS", "200")
         guard = NetGuard().install(mp)

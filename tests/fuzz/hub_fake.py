@@ -21,7 +21,7 @@ class FakeHub:
     """mode: "ok" (serves `files`), "gated", "private" (401 RepoNotFound), "missing" (404 RepoNotFound),
     "slow" (headers after `delay` seconds)."""
 
-    def __init__(self, files: dict[str, str] | None = None, mode: str = "ok", delay: float = 0.0,
+    def __init__(self, files: dict[str, str | bytes] | None = None, mode: str = "ok", delay: float = 0.0,
                  token: str | None = None):
         self.files = files or {}
         self.mode, self.delay, self.token = mode, delay, token
@@ -51,7 +51,8 @@ class FakeHub:
                 name = self.path.split("?")[0].rsplit("/", 1)[-1]
                 if "/resolve/" not in self.path or name not in hub.files:
                     return self._error(404, "EntryNotFound", f"{name} does not exist")
-                body = hub.files[name].encode()
+                f = hub.files[name]
+                body = f if isinstance(f, bytes) else f.encode()     # bytes: safetensors headers
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -56,6 +56,7 @@ def hermetic(tmp_path, monkeypatch):
     cache.mkdir()
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setenv("COLUMNS", "200")
     for var in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY",
                 "KVFIT_DEBUG"):

@@ -39,10 +39,15 @@ CLASS_DEFAULTS: dict[str, dict] = {
         "tie_word_embeddings": False,
     },
     "qwen3": {"max_window_layers": 28, "use_sliding_window": False},
+    # transformers DeepseekV2Config / DeepseekV3Config (kimi_k2 uses the latter): untied LM head, a query
+    # LoRA of 1536 unless the config says q_lora_rank null (DeepSeek-V2-Lite does).
+    "deepseek_v2": {"tie_word_embeddings": False, "q_lora_rank": 1536},
+    "deepseek_v3": {"tie_word_embeddings": False, "q_lora_rank": 1536},
+    "kimi_k2": {"tie_word_embeddings": False, "q_lora_rank": 1536},
     # transformers WhisperConfig: 448 decoder positions, 1500 encoder positions.
     "whisper": {"max_target_positions": 448, "max_source_positions": 1500},
     # transformers Llama4TextConfig: iRoPE, chunked attention on 3 of every 4 layers.
-    "llama4_text": {"no_rope_layer_interval": 4},
+    "llama4_text": {"no_rope_layer_interval": 4, "tie_word_embeddings": False},
     # transformers Qwen3NextConfig / Qwen3_5TextConfig: one full-attention layer in four.
     "qwen3_next": {"full_attention_interval": 4},
     "qwen3_5_text": {"full_attention_interval": 4},
@@ -204,3 +209,78 @@ NOT_MODELLED = {
     "zamba2": "shared hybrid attention blocks",
     "plamo2": "mamba layers",
 }
+
+# --- weights from config.json (arch/params.py) ------------------------------------------------------
+# Which modules hold parameters, per family, as vLLM 0.32's model files build them. Small terms (norms,
+# biases) are charged where the file creates them; the large ones (MLP gating, experts, towers) decide
+# the accuracy.
+
+# Llama 4 (llama4.py): MoE on every interleave_moe_layer_step-th layer, dense layers intermediate_size_mlp,
+# one shared expert of intermediate_size per MoE layer.
+LLAMA4 = {"llama4", "llama4_text"}
+
+# MLPs with two matrices (up, down) instead of three (gate, up, down): gpt2.py, gpt_bigcode.py, opt.py,
+# bloom.py, falcon.py, phi.py, gpt_neox.py, gpt_j.py, starcoder2.py, mpt.py, nemotron.py (relu2),
+# nemotron_h.py (relu2, also its experts), whisper.py, persimmon.py, codegen (gpt_j layout).
+NON_GATED_MLP = {"gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "RefinedWeb", "RefinedWebModel", "phi",
+                 "gpt_neox", "gptj", "starcoder2", "mpt", "nemotron", "nemotron_h", "whisper", "persimmon",
+                 "codegen"}
+
+# Every linear has a bias (the GPT-2 / OPT / BLOOM / NeoX era; starcoder2 via use_bias, falcon via bias).
+ALL_BIAS = {"gpt2", "gpt_bigcode", "opt", "bloom", "phi", "gpt_neox", "whisper", "persimmon"}
+
+# q/k/v biases whatever attention_bias says (qwen2.py Qwen2Attention: QKVParallelLinear(bias=True),
+# o_proj without); families whose attention_bias covers q/k/v only (glm4.py, chatglm.py).
+QKV_BIAS = {"qwen2", "qwen2_moe", "qwen2_vl", "qwen2_5_vl", "qwen2_vl_text", "qwen2_5_vl_text",
+            "qwen2_5_omni_text", "qwen2_audio"}
+QKV_BIAS_ONLY = {"glm4", "glm4_moe", "chatglm", "glm"}
+
+# LayerNorm with a bias (two parameters per channel) instead of RMSNorm.
+LAYERNORM_BIAS = {"gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "RefinedWeb", "RefinedWebModel", "phi",
+                  "gpt_neox", "gptj", "starcoder2", "whisper", "stablelm", "persimmon", "nemotron", "phi3small"}
+
+# Norms per decoder layer where it is not one per mixer and one per MLP: Gemma 2/3 add pre- and
+# post-feedforward norms (gemma2.py, gemma3.py); Nemotron-H has one norm per block (nemotron_h.py);
+# Whisper's decoder layers norm self attention, cross attention and the MLP (whisper.py).
+NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3}
+
+# Learned absolute positions: (config key, extra rows). opt.py OPTLearnedPositionalEmbedding adds 2.
+LEARNED_POSITIONS = {"opt": ("max_position_embeddings", 2), "gpt2": ("n_positions", 0),
+                     "gpt_bigcode": ("n_positions", 0), "whisper": ("max_target_positions", 0)}
+
+# Pure state-space models: the mixer is the whole block (mamba.py, mamba2.py).
+NO_MLP = {"mamba", "falcon_mamba", "mamba2"}
+
+# Attention whose q_proj also produces an output gate (qwen3_next.py attn_output_gate, default on).
+ATTN_OUTPUT_GATE = {"qwen3_next"}
+
+# Per-head q/k RMSNorms (qwen3.py, gemma3.py ...); QK_NORM_FULL: norms over the whole q and k width
+# (olmo2.py, olmoe.py; MiniMax-M2's qk_norm_type "per_layer").
+QK_NORM = {"qwen3", "qwen3_moe", "qwen3_next", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_5_text",
+           "qwen3_5_moe_text", "gemma3", "gemma3_text", "olmo2", "olmoe"}
+QK_NORM_FULL = {"olmo2", "olmoe"}
+
+# Routers with an e_score_correction_bias in float32 whatever topk_method says (nemotron_h.py, glm4_moe.py).
+ROUTER_CORRECTION_BIAS = {"nemotron_h", "glm4_moe"}
+
+# Routers built with the model's quant_config, so a quantized checkpoint quantizes them unless its ignore
+# list names them (qwen3_moe.py, also used by qwen3_vl_moe.py / qwen3_omni_moe_thinker.py; lfm2_moe.py);
+# every other MoE file builds its GateLinear without quant_config.
+ROUTER_QUANTIZED = {"qwen3_moe", "qwen3_vl_moe_text", "qwen3_omni_moe_text", "lfm2_moe"}
+
+# Routers kept in float32 (GateLinear(params_dtype=torch.float32): minimax_m2.py, glm4_moe.py,
+# ernie45_moe.py, afmoe.py, step3p5.py; mimo_v2.py: moe_router_dtype, float32 by default).
+ROUTER_FP32 = {"minimax_m2", "glm4_moe", "ernie4_5_moe", "afmoe", "step3p5", "mimo_v2_flash", "mimo_v2"}
+
+# LM head always tied to the embedding, whatever tie_word_embeddings says (gemma2.py computes the
+# logits from model.embed_tokens and builds no lm_head).
+ALWAYS_TIED = {"gemma2"}
+
+# use_qk_norm without weights (llama4.py: an L2 norm).
+QK_NORM_NO_WEIGHTS = {"llama4", "llama4_text"}
+
+# Shared expert with a sigmoid gate [1, hidden] (qwen2_moe.py, qwen3_next.py, qwen3_5.py).
+SHARED_EXPERT_GATE = {"qwen2_moe", "qwen3_next", "qwen3_5_moe_text", "qwen3_5_moe"}
+
+# Keys some configs use to state the parameter count.
+DECLARED_TOTAL_KEYS = ("total_params", "num_parameters", "total_parameters", "n_params")

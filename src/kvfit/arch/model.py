@@ -48,6 +48,85 @@ class MambaLayer:
 Layer = AttentionLayer | MambaLayer
 
 
+# --- the parameter-bearing structure (weights from config.json alone) --------------------------------
+
+@dataclass(frozen=True)
+class Linear:
+    """`count` weight matrices of [out, inp] (one per expert for routed experts), as the checkpoint
+    stores them. role says what they belong to ("attn", "mla", "indexer", "mamba", "gdn", "mlp",
+    "experts", "shared", "router", "lm_head", "vision", "audio", "projector"); name is a
+    checkpoint-style module name (HF naming) that quantization ignore lists are matched against."""
+
+    role: str
+    out: int
+    inp: int
+    count: int
+    name: str
+
+    @property
+    def params(self) -> int:
+        return self.out * self.inp * self.count
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """Parameters that are not quantizable linear weights: embeddings, norms, biases, convolutions,
+    SSM parameters, routers' correction biases. dtype "F32" marks tensors vLLM keeps in float32."""
+
+    role: str
+    params: int
+    name: str
+    dtype: str = ""
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """A checkpoint's weight quantization, read from quantization_config / hf_quant_config.json.
+
+    weight: storage of a quantized linear: "fp8", "int" (packed int4/int8 with group scales),
+    "w8a8" (int8 with per-channel scales), "nvfp4", "mxfp4", "mxfp8", "bnb4", "bnb8"; None when
+    kvfit cannot read the scheme (then the weights are sized unquantized and a note says so).
+    strategy: "tensor" | "channel" | "group" | "block" (scale granularity).
+    experts_only: only routed experts are quantized (MXFP4 gpt-oss, experts_int8, moe_wna16).
+    """
+
+    method: str
+    weight: str | None
+    bits: int = 16
+    strategy: str = "tensor"
+    group_size: int = 0
+    block: tuple[int, int] | None = None
+    zero_point: bool = False
+    desc_act: bool = False
+    static_input: bool = False
+    double_quant: bool = False
+    experts_only: bool = False
+    lm_head: bool = False
+    towers: bool = True                 # vision/audio tower linears quantized unless ignored
+    ignore: tuple[str, ...] = ()
+    substring_ignore: bool = False      # AWQ/GPTQ/bitsandbytes: `entry in module_name` (is_layer_skipped
+                                        # match_mode "substring"); others match whole name segments
+    label: str = ""
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParamLayout:
+    """Every parameter vLLM loads for the model, derived from config.json: linear weights (quantizable)
+    and the rest. summary says how the model was read (layer kinds, experts, towers)."""
+
+    linears: tuple[Linear, ...]
+    tensors: tuple[Tensor, ...]
+    summary: str
+    declared_total: int | None = None       # total_params / num_parameters written in config.json
+    notes: tuple[str, ...] = ()
+    attention_modules: int = 0              # standard (non-MLA) attention modules: KV-cache scales
+
+    @property
+    def total(self) -> int:
+        return sum(x.params for x in self.linears) + sum(x.params for x in self.tensors)
+
+
 @dataclass(frozen=True)
 class ModelArch:
     model_type: str
@@ -82,6 +161,9 @@ class ModelArch:
     mtp_layers: int = 0                       # num_nextn_predict_layers / mtp_num_hidden_layers
     gdn_layer_types: bool = False             # layer_types names linear_attention (CPU GDN rule)
     encoder_item_tokens: int = 0              # encoder-decoder: encoder tokens of one input (Whisper 1500)
+    # Weights from config.json alone (arch/params.py, arch/quant.py); None only for hand-built archs.
+    params: ParamLayout | None = None
+    quant: QuantScheme | None = None
 
     @property
     def attention_layers(self) -> tuple[AttentionLayer, ...]:

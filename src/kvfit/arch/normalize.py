@@ -11,7 +11,9 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import families as F
-from .model import AttentionLayer, Layer, MambaLayer, ModelArch
+from . import params as P
+from . import quant as Q
+from .model import AttentionLayer, Layer, MambaLayer, ModelArch, ParamLayout, QuantScheme
 
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 _HEAD_KEYS = ("num_attention_heads", "n_head", "n_heads", "num_heads")
@@ -362,6 +364,8 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
              or r.raw("decoder_ffn_dim") or 4 * hidden)
     inter = r.int("intermediate_size", inter)
     tie = cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", defaults.get("tie_word_embeddings", True)))
+    if model_type in F.ALWAYS_TIED:
+        tie = True
 
     use_mla = model_type in F.MLA_TYPES and cfg.get("kv_lora_rank") is not None
     window = _sliding_window(r, model_type)
@@ -414,6 +418,9 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         v = cfg.get(k, fallback)
         ssm_dtype = _DTYPE_NAMES.get(str(v).lower(), str(v)) if v is not None else None
     lt = cfg.get("layer_types")
+    param_layout, quant = _weights(config, cfg, defaults, model_type, n_layers=n_layers, hidden=hidden, heads=heads,
+                                   vocab=vocab, inter=inter, tie=bool(tie), layers=tuple(layers),
+                                   hf_quant_config=hf_quant_config)
     return ModelArch(
         model_type=model_type,
         architectures=tuple(str(a) for a in architectures),
@@ -447,7 +454,24 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         gdn_layer_types=isinstance(lt, list) and "linear_attention" in lt,
         encoder_item_tokens=r.int("max_source_positions", r.raw("max_source_positions", 0), allow_zero=True)
         if model_type in F.ENCODER_DECODER_TYPES else 0,
+        params=param_layout,
+        quant=quant,
     )
+
+
+def _weights(config: dict, cfg: dict, defaults: dict, model_type: str, *, hf_quant_config: dict | None,
+             **dims) -> tuple[ParamLayout | None, QuantScheme | None]:
+    """The parameter layout and quantization scheme (weights from config.json alone). They only feed
+    the weight estimate, so a config they cannot read leaves them unset rather than failing the check."""
+    try:
+        quant = Q.scheme(config, hf_quant_config)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError):
+        quant = None
+    try:
+        layout = P.layout(config, cfg, defaults, model_type, **dims)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError, OverflowError):
+        layout = None
+    return layout, quant
 
 
 def _mtp_layers(r: _Reader) -> int:

@@ -1191,3 +1191,50 @@ def max_len_refusal(profile: Profile | str, *, asked: int, derived: RopeMaxLen |
 def known_releases() -> tuple[str, ...]:
     """The oldest and newest vLLM release whose rules kvfit models (for `kvfit --version`)."""
     return ("0.4.0", LATEST_KNOWN)
+
+
+@dataclass(frozen=True)
+class Mxfp4MoeBackend:
+    """The MoE kernel vLLM picks for an MXFP4 checkpoint (gpt-oss) and how it pads the experts:
+    hidden size to a multiple of `hidden_multiple`, each TP rank's intermediate size to a multiple of
+    `intermediate_multiple` (memory/weights.py::mxfp4_padding_bytes charges the padding)."""
+
+    name: str
+    hidden_multiple: int
+    intermediate_multiple: int
+
+    @property
+    def padding(self) -> tuple[int, int]:
+        return self.hidden_multiple, self.intermediate_multiple
+
+
+def mxfp4_moe_backend(version: str | None, compute_capability: tuple[int, int] | None) -> Mxfp4MoeBackend | None:
+    """vLLM's MXFP4 MoE backend for gpt-oss on an NVIDIA GPU, by release and compute capability.
+
+    Read from the CUDA wheels:
+      0.10.1-0.11.2  quantization/mxfp4.py::_should_use_marlin / get_mxfp4_backend: Marlin below SM90, and on
+                     SM90 too unless `triton_kernels` is importable - the wheels do not ship it (no
+                     vllm/third_party/triton_kernels in 0.10.1.1, 0.11.0, 0.11.1, 0.11.2), so a plain install
+                     on Hopper runs Marlin: hidden rounded up to 256, intermediate per rank to 128.
+      0.12.0+        the wheels bundle vllm/third_party/triton_kernels (0.12.0, 0.13.0, 0.20.0, 0.32.0):
+                     SM90 and SM100 run the OAI Triton kernels (intermediate rounded to 64) unless FlashInfer
+                     TRT-LLM takes SM100 first.
+      SM100          FlashInfer TRT-LLM MXFP4: hidden 256 and intermediate 256 (0.12.0 SM100_FI_MXFP4_BF16;
+                     fused_moe/oracle/mxfp4.py TRTLLM_BACKENDS in 0.20.0 and 0.26.0); intermediate 128 from
+                     0.27.0 (read in 0.27.0, 0.28.0, 0.29.0, 0.32.0).
+      SM80-SM89, SM12x  Marlin in every release (0.32: TRITON is ordered after Marlin on SM12x).
+    Below SM80 vLLM refuses MXFP4 (Mxfp4Config.get_min_capability 80): None, as for releases before
+    gpt-oss support (0.10.1) and when the GPU is not known.
+    """
+    if compute_capability is None or tuple(compute_capability) == (0, 0):
+        return None
+    v = _v(version or CURRENT_VERSION)
+    cc = tuple(compute_capability)
+    if v < (0, 10, 1) or cc < (8, 0):
+        return None
+    marlin = Mxfp4MoeBackend("Marlin", 256, 128)
+    if (9, 0) <= cc < (10, 0):
+        return marlin if v < (0, 12, 0) else Mxfp4MoeBackend("OAI Triton", 1, 64)
+    if (10, 0) <= cc < (11, 0):
+        return Mxfp4MoeBackend("FlashInfer TRT-LLM", 256, 128 if v >= (0, 27, 0) else 256)
+    return marlin

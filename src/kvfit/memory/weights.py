@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..arch.model import AttentionLayer, ModelArch
+from ..arch.model import AttentionLayer, Linear, ModelArch, ParamLayout, QuantScheme
 
 # safetensors dtype name -> bytes per element
 STORAGE_BYTES = {
@@ -40,6 +40,7 @@ STORAGE_BYTES = {
 }
 FLOATING = {"F64", "F32", "F16", "BF16"}
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
+GIB = 1 << 30
 VOCAB_PADDING = 64                     # vocab_parallel_embedding.py::DEFAULT_VOCAB_PADDING_SIZE
 # Learned or ALiBi positions: no rotary buffer (vLLM's OPT, GPT-2, BLOOM, MPT, GPTBigCode models).
 NO_ROPE = {"opt", "gpt2", "bloom", "mpt", "gpt_bigcode"}
@@ -103,11 +104,237 @@ def rotary_cache_bytes(arch: ModelArch, load_dtype: str) -> int:
 
 
 def estimate_inventory(arch: ModelArch) -> Inventory:
-    """Parameter count from the architecture when no checkpoint metadata exists (Llama-style layout).
+    """The checkpoint's tensors as vLLM loads them, from config.json alone (no safetensors metadata).
 
-    embedding + per layer (q, k, v, o projections, gated MLP or experts, two norms) + final norm
-    + LM head unless tied. Said in the output as an estimate.
+    arch.params lists every weight the model's vLLM class creates (arch/params.py, arch/towers.py);
+    arch.quant says how the checkpoint stores the quantized ones (arch/quant.py). Each linear weight
+    becomes the storage vLLM creates for it (linear_storage below); everything else (embeddings, norms,
+    biases, routers, SSM parameters) stays floating. Inventory.source says it is an estimate and what
+    it was read from.
     """
+    lay = arch.params
+    if lay is None:
+        return _llama_style_estimate(arch)
+    floating = _floating_name(arch)
+    q = arch.quant if arch.quant is not None and arch.quant.weight else None
+    ratio = lay.declared_total / lay.total if lay.declared_total and lay.total else 1.0
+    counts, kept = _layout_counts(lay, q, floating, ratio)
+    parts = [f"estimated from the architecture in config.json: {lay.summary}"]
+    if q is not None:
+        parts.append(q.label + (f" ({', '.join(sorted(kept))} unquantized)" if kept else ""))
+    if lay.declared_total:
+        parts.append(f"scaled to config.json's declared {lay.declared_total:,} parameters")
+    notes = list(lay.notes) + list(arch.quant.notes if arch.quant is not None else ())
+    parts.extend(n for n in notes if n not in lay.summary)
+    return Inventory({d: int(round(n)) for d, n in counts.items() if n > 0}, "; ".join(parts), estimated=True)
+
+
+def _layout_counts(lay: ParamLayout, q: QuantScheme | None, floating: str, ratio: float = 1.0
+                   ) -> tuple[dict[str, float], set[str]]:
+    """Elements per storage dtype of a parameter layout under a quantization scheme, and the roles of
+    linears the scheme leaves unquantized."""
+    counts: dict[str, float] = {}
+    kept: set[str] = set()
+
+    def add(dtype: str, n: float) -> None:
+        counts[dtype] = counts.get(dtype, 0.0) + n * ratio
+
+    gated = {lin.name[: -len("gate_proj")] for lin in lay.linears if lin.name.endswith("gate_proj")}
+    for lin in lay.linears:
+        if q is not None and quantizes(q, lin):
+            for dtype, n in linear_storage(q, lin, floating).items():
+                if dtype == "I64" and (lin.name.endswith((".k_proj", ".v_proj"))
+                                       or lin.name.endswith("up_proj") and lin.name[: -len("up_proj")] in gated):
+                    continue             # weight_shape is per fused module (qkv_proj, gate_up_proj)
+                add(dtype, n)
+        else:
+            if q is not None and lin.role != "lm_head":
+                kept.add(lin.role)
+            add(floating, lin.params)
+        if (q is not None and q.method == "gptq" and lin.role == "experts" and lin.name.endswith("down_proj")
+                and quantizes(q, lin)):
+            add(floating, lin.count * (2 * lin.inp + lin.out))    # auto_gptq.py: zero w13_bias / w2_bias
+    for t in lay.tensors:
+        add(t.dtype if (t.dtype == "F32" and q is not None) else floating, t.params)
+    if q is not None and q.method in KV_SCALE_METHODS:
+        add(floating, 4 * lay.attention_modules)                    # k/v/q/prob scales of each Attention
+    elif q is not None and q.method == "compressed-tensors":
+        add("F32", 3 * lay.attention_modules)                       # k/v/q scales, float32
+        add(floating, 3 * lay.attention_modules)                    # k/v/q zero points
+    return counts, kept
+
+
+# Quantization configs whose get_quant_method gives each Attention a KV-cache method, which registers
+# k_scale, v_scale, q_scale and prob_scale in the model dtype (quantization/kv_cache.py::BaseKVCacheMethod);
+# compressed-tensors' own KV-cache method registers float32 k/v/q scales and k/v/q zero points instead.
+KV_SCALE_METHODS = {"fp8", "modelopt", "modelopt_fp4", "modelopt_mxfp8"}
+
+
+# --quantization for a checkpoint stored unquantized: what vLLM 0.32 creates (model_executor/layers/
+# quantization/online/*.py; `--quantization fp8` is the deprecated alias of fp8_per_tensor,
+# model_loader/weight_utils.py::get_quant_config). Linear layers and routed experts are quantized;
+# ParallelLMHead, embeddings, norms and routers keep the model dtype.
+ONLINE_SCHEMES: dict[str, QuantScheme] = {
+    "fp8": QuantScheme("online", "fp8", 8, "tensor", label="FP8 per-tensor (online; --quantization fp8 is "
+                                                          "fp8_per_tensor)"),
+    "fp8_per_tensor": QuantScheme("online", "fp8", 8, "tensor", label="FP8 per-tensor (online)"),
+    "fp8_per_block": QuantScheme("online", "fp8", 8, "block", block=(128, 128),
+                                 label="FP8 block-wise 128x128 (online)"),
+    "fp8_per_channel": QuantScheme("online", "fp8", 8, "channel", label="FP8 per-channel (online)"),
+    "int8_per_channel_weight_only": QuantScheme("online", "w8a8", 8, "channel", experts_only=True,
+                                                label="int8 experts, per-channel (online)"),
+    "mxfp8": QuantScheme("online", "mxfp8", 8, "group", group_size=32, label="MXFP8 (online)"),
+    "mxfp4": QuantScheme("online", "mxfp4", 4, "group", group_size=32, label="MXFP4 (online)"),
+    "nvfp4_per_token": QuantScheme("online", "nvfp4", 4, "group", group_size=16, label="NVFP4 (online)"),
+}
+
+
+def online_quantized_inventory(arch: ModelArch, inv: Inventory, method: str) -> Inventory | None:
+    """The weights of an unquantized checkpoint that `--quantization METHOD` quantizes while loading,
+    linear by linear from arch.params (so routers, embeddings, the LM head and norms stay in the model
+    dtype, and block/channel scales are counted per matrix), scaled to the inventory's own count.
+    None when kvfit does not model METHOD online, the checkpoint is already quantized, or the
+    architecture has no parameter layout (callers keep their own sizing then)."""
+    q = ONLINE_SCHEMES.get(method.lower())
+    lay = arch.params
+    if q is None or lay is None or not lay.total or is_quantized(inv, arch):
+        return None
+    floating = _floating_name(arch)
+    floating = "BF16" if floating == "F32" else floating     # F32 would read as scales next to fp8 weights
+    counts, _ = _layout_counts(lay, q, floating, sum(inv.params_by_dtype.values()) / lay.total)
+    return Inventory({d: int(round(n)) for d, n in counts.items() if n > 0}, f"{inv.source}; {q.label}",
+                     inv.estimated)
+
+
+def inventory_for(inv: Inventory | None, arch: ModelArch) -> Inventory:
+    """The inventory the weights are sized from: the checkpoint's when known, else the estimate."""
+    return inv if inv is not None else estimate_inventory(arch)
+
+
+def _floating_name(arch: ModelArch) -> str:
+    """The safetensors name of the checkpoint's floating dtype (config torch_dtype; bf16 when unknown).
+    A quantized checkpoint never reports F32 for its floating tensors: F32 there marks scales."""
+    name = {"bfloat16": "BF16", "float16": "F16", "float32": "F32"}.get(arch.config_dtype or "", "BF16")
+    if name == "F32" and arch.quant is not None and arch.quant.weight:
+        return "BF16"
+    return name
+
+
+def _canon(name: str) -> str:
+    """A module name without the wrappers checkpoints and vLLM put in front of it (model., thinker.,
+    language_model., backbone., transformer.), so ignore lists match whichever naming they use."""
+    parts = name.split(".")
+    while parts and parts[0] in ("model", "thinker", "language_model", "backbone", "transformer", "llm"):
+        parts = parts[1:]
+    return ".".join(parts)
+
+
+def _ignored(entries: tuple[str, ...], name: str, substring: bool = False) -> bool:
+    """quantization ignore lists (quantization/utils/quant_utils.py::is_layer_skipped and each config's
+    own rule): "re:" regexes (compressed-tensors), "*" wildcards (gpt-oss, ModelOpt), plain names as a
+    substring of the module path (`substring`: AWQ, GPTQ, bitsandbytes) or as whole name segments
+    (Fp8Config's exact module names, and ancestors of them)."""
+    import fnmatch
+    import re
+
+    canon = _canon(name)
+    probes = (name, canon, "model." + canon, "model.language_model." + canon, "language_model.model." + canon)
+    for e in entries:
+        if e.startswith("re:"):
+            try:
+                rx = re.compile(e[3:])
+            except re.error:
+                continue
+            if any(rx.match(p) for p in probes):
+                return True
+        elif "*" in e or "?" in e:
+            if any(fnmatch.fnmatchcase(p, e) or fnmatch.fnmatchcase(p, e + ".*") for p in probes):
+                return True
+        elif substring:
+            if e and any(e in p for p in probes):
+                return True
+        else:
+            ce = _canon(e)
+            if ce and ("." + canon + ".").find("." + ce + ".") >= 0:
+                return True
+    return False
+
+
+def quantizes(q: QuantScheme, lin: Linear) -> bool:
+    """Whether vLLM creates quantized storage for this linear (the config's get_quant_method)."""
+    if lin.role == "lm_head":
+        return q.lm_head and not _ignored(q.ignore, lin.name, q.substring_ignore)   # only AWQ/GPTQ lm_head
+    if q.experts_only and lin.role != "experts":
+        return False                                                  # mxfp4.py: linears unquantized
+    if lin.role in ("vision", "audio", "projector") and not q.towers:
+        return False                                                  # AWQ/GPTQ quantize the decoder only
+    return not _ignored(q.ignore, lin.name, q.substring_ignore)
+
+
+def linear_storage(q: QuantScheme, lin: Linear, floating: str = "BF16") -> dict[str, float]:
+    """Elements per safetensors dtype for `lin.count` quantized [out, inp] weights, as vLLM 0.32 creates
+    them (bytes follow from STORAGE_BYTES; floating scales load in the model dtype).
+
+      fp8 tensor   fp8.py Fp8LinearMethod: weight fp8 [out, in]; float32 weight_scale per tensor
+                   (+ input_scale when activation_scheme is static)
+      fp8 block    BlockQuantScaleParameter float32 [ceil(out/bn), ceil(in/bk)] (weight_scale_inv)
+      fp8 channel  ChannelQuantScaleParameter float32 [out, 1] (fbgemm_fp8.py, compressed-tensors, ModelOpt)
+      mxfp8        fp8 weight + one uint8 (E8M0) scale per 32 inputs (modelopt.py ModelOptMxFp8LinearMethod)
+      w8a8         compressed_tensors_w8a8_int8.py: int8 weight, float32 scale per row (or per tensor)
+      int (AWQ)    auto_awq.py: int32 qweight in*out/(32/bits), int32 qzeros groups*out/(32/bits),
+                   scales [groups, out] in the model dtype
+      int (GPTQ)   auto_gptq.py: the same layout transposed (qweight [in/(32/bits), out]); vLLM 0.32 creates
+                   no g_idx, and gives GPTQ experts zero biases [E, 2*I] and [E, H] in the model dtype
+      int (CT)     compressed_tensors_wNa16.py: int32 weight_packed, scales [out, groups], int64 weight_shape
+                   [2] per fused module, int32 zero points only when asymmetric
+      nvfp4        modelopt.py / compressed_tensors_w4a4_nvfp4.py: uint8 weight [out, in/2], fp8 weight_scale
+                   [out, in/16], float32 global scales
+      mxfp4        mxfp4.py: uint8 blocks [out, in/2] + uint8 (E8M0) scales [out, in/32]
+      bnb4 / bnb8  bitsandbytes.py (<= 0.27.1): uint8 [out*in/2] + absmax per 64 (float32, or uint8 plus a
+                   float32 per 256 blocks with double quantization); int8 weight + float32 SCB per row
+    """
+    out, inp, c = lin.out, lin.inp, lin.count
+    n = float(out * inp * c)
+    w = q.weight
+    if w in ("fp8", "mxfp8"):
+        d = {"F8_E4M3": n}
+        if w == "mxfp8":
+            d["U8"] = n / 32
+        elif q.strategy == "block" and q.block:
+            bn, bk = q.block
+            d["F32"] = float(-(-out // bn) * -(-inp // bk) * c)
+        elif q.strategy == "channel":
+            d["F32"] = float(out * c)
+        else:
+            d["F32"] = float(c * (2 if q.static_input else 1))
+        return d
+    if w == "w8a8":
+        return {"I8": n, "F32": float((out if q.strategy == "channel" else 1) * c + (c if q.static_input else 0))}
+    if w == "int":
+        bits = q.bits if q.bits in (2, 3, 4, 8) else 4
+        groups = max(1, inp // q.group_size) if q.group_size > 0 else 1
+        d = {"I32": n * bits / 32, floating: float(out * groups * c)}
+        if q.method == "awq" or q.method == "gptq" or q.zero_point:
+            d["I32"] += out * groups * c * bits / 32                  # qzeros
+        if q.method == "compressed-tensors":
+            d["I64"] = float(2 * c)                                   # weight_shape
+        return d
+    if w == "nvfp4":
+        g = q.group_size or 16
+        return {"U8": n / 2, "F8_E4M3": n / g, "F32": float(2 * c)}
+    if w == "mxfp4":
+        return {"U8": n / 2 + n / 32}
+    if w == "bnb4":
+        if q.double_quant:
+            return {"U8": n / 2 + n / 64, "F32": n / (64 * 256)}
+        return {"U8": n / 2, "F32": n / 64}
+    if w == "bnb8":
+        return {"I8": n, "F32": float(out * c)}
+    return {floating: n}
+
+
+def _llama_style_estimate(arch: ModelArch) -> Inventory:
+    """Llama-style count for an arch built without a parameter layout (hand-made ModelArch objects)."""
     h, v = arch.hidden_size, arch.vocab_size
     params = v * h + h
     if not arch.tie_word_embeddings:
@@ -117,7 +344,7 @@ def estimate_inventory(arch: ModelArch) -> Inventory:
         if attn:
             a = attn[0]
             if a.kind == "mla":
-                params += 4 * h * h         # rough: latent projections of MLA are about 4 h^2
+                params += 4 * h * h
             else:
                 q = arch.num_attention_heads * a.head_size
                 kv = a.num_kv_heads * a.head_size
@@ -128,7 +355,7 @@ def estimate_inventory(arch: ModelArch) -> Inventory:
         else:
             params += 3 * h * arch.intermediate_size
         params += 2 * h
-    return Inventory({"BF16": params}, "estimated from architecture", estimated=True)
+    return Inventory({"BF16": params}, "estimated from the architecture (Llama-style formula)", estimated=True)
 
 
 # --- per-rank placement -------------------------------------------------------------------------
@@ -234,9 +461,58 @@ def _offload_split(layer_bytes: float, layers: int, budget: int, arch: ModelArch
     return int(moved)
 
 
+def _round_up(x: int, a: int) -> int:
+    return -(-x // a) * a if a > 1 else x
+
+
+def mxfp4_padding_bytes(arch: ModelArch, tp: int, padding: tuple[int, int]) -> float:
+    """Bytes one TP rank holds beyond its even share of an MXFP4 checkpoint's routed experts, when the
+    MoE backend pads them (padding = (hidden multiple, per-rank intermediate multiple), from
+    profiles.mxfp4_moe_backend). mxfp4.py create_weights allocates w13 [E, 2*I', H'/2] and
+    w2 [E, H', I'/2] uint8 with one uint8 scale per 32 values, and bf16 biases [E, 2*I'] and [E, H'],
+    where I' = round_up(I / tp, intermediate multiple) and H' = round_up(H, hidden multiple).
+
+    gpt-oss-120b on the Marlin path (H 2880 -> 3072, I 2880 -> 2944): 1,844,969,472 B of expert
+    weights per layer instead of 1,692,057,600, 5.1 GiB more over 36 layers.
+    """
+    q = arch.quant
+    if q is None or q.weight != "mxfp4" or arch.params is None:
+        return 0.0
+    h_align, i_align = padding
+    extra = 0.0
+    for lin in arch.params.linears:
+        if lin.role != "experts" or not lin.name.endswith("down_proj"):
+            continue
+        e, hidden, inter = lin.count, lin.out, lin.inp            # down_proj is [H, I] per expert
+        per_value = 0.5 + 1 / 32
+        share = e * 3 * inter * hidden * per_value / tp + e * (2 * inter + hidden) * 2 / tp
+        ip, hp = _round_up(-(-inter // tp), i_align), _round_up(hidden, h_align)
+        padded = e * 3 * ip * hp * per_value + e * (2 * ip + hp) * 2
+        extra += padded - share
+    return extra
+
+
+def mla_dequant_bytes(arch: ModelArch, tp: int, dtype_bytes: int) -> float:
+    """MLA with a quantized kv_b_proj: layers/attention/mla_attention.py process_weights_after_loading
+    dequantizes it (split_kv_b_proj -> get_and_maybe_dequant_weights) and keeps W_UV [N, L, V] and
+    W_UK_T [N, P, L] as new parameters in the activation dtype, beside the quantized kv_b_proj: per layer
+    and rank heads/tp x kv_lora_rank x (qk_nope_head_dim + v_head_dim) values. (An unquantized kv_b_proj
+    yields views of its own weight: nothing extra.) DeepSeek-V3 at TP 8: 16 x 512 x 256 x 2 B = 4 MiB
+    per layer, 61 layers = 244 MiB per GPU."""
+    q = arch.quant
+    if not arch.use_mla or arch.params is None or q is None or not q.weight:
+        return 0.0
+    return sum(lin.out * lin.inp * lin.count / tp * dtype_bytes for lin in arch.params.linears
+               if lin.name.endswith("kv_b_proj") and quantizes(q, lin))
+
+
 def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int = 1, pp: int = 1, *,
-                      cpu_offload_bytes: int = 0, lora: LoraSpec | None = None) -> WeightBreakdown:
-    """Weights on the fullest GPU, split tensor group by tensor group as vLLM places them."""
+                      cpu_offload_bytes: int = 0, lora: LoraSpec | None = None,
+                      mxfp4_padding: tuple[int, int] | None = None) -> WeightBreakdown:
+    """Weights on the fullest GPU, split tensor group by tensor group as vLLM places them.
+
+    mxfp4_padding: (hidden, intermediate) multiples the MXFP4 MoE backend pads experts to on this GPU
+    and release (profiles.mxfp4_moe_backend); None charges the checkpoint's bytes as stored."""
     per = DTYPE_BYTES[load_dtype]
     quantized = is_quantized(inv, arch)
     total = loaded_bytes(inv, load_dtype, quantized)
@@ -258,9 +534,11 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
     embed_rank = padded * h * per / tp if embed else 0
     head_rank = padded * h * per / tp if embed else 0   # the LM head (or the tied copy) on the last stage
     kv_extra = _kv_replication_extra(arch, tp, per) if tp > 1 and not quantized else 0.0
+    pad_extra = mxfp4_padding_bytes(arch, tp, mxfp4_padding) if mxfp4_padding else 0.0
+    mla_extra = mla_dequant_bytes(arch, tp, per)
     best: tuple[float, int, float, int] | None = None
     for rank, n_layers in enumerate(pp_layer_counts(layers_total, pp)):
-        b = layer_bytes * n_layers / tp + kv_extra * n_layers / layers_total
+        b = layer_bytes * n_layers / tp + (kv_extra + pad_extra + mla_extra) * n_layers / layers_total
         if rank == 0:
             b += embed_rank
         if rank == pp - 1:
@@ -276,7 +554,10 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
     lora_b = lora_bytes_per_gpu(arch, lora, per, tp, n_layers) if lora else 0
     detail = (f"{inv.total_params:,} params ({'quantized storage kept' if quantized else load_dtype}), "
               f"vocab {v:,} padded to {padded:,}" + (f", TP {tp}" if tp > 1 else "")
-              + (f", PP stage {rank} of {pp}" if pp > 1 else ""))
+              + (f", PP stage {rank} of {pp}" if pp > 1 else "")
+              + (f", MXFP4 experts padded to multiples of {mxfp4_padding[0]}/{mxfp4_padding[1]} "
+                 f"(+{pad_extra / GIB:.2f} GiB)" if pad_extra else "")
+              + (f", MLA W_UV/W_UK_T dequantized from kv_b_proj (+{mla_extra / GIB:.2f} GiB)" if mla_extra else ""))
     return WeightBreakdown(int(params_rank) - offloaded, rotary, lora_b, offloaded, rank, detail)
 
 

@@ -18,9 +18,11 @@ from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from ..kv.layout import KVLayout, KVOptions, build_layout
 from ..kv.specs import RequestContext
 from ..memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
-from ..memory.profiles import Profile, batch_defaults, resolve_batch, v0_batch, v0_chunked_prefill
+from ..memory.profiles import (Profile, batch_defaults, mxfp4_moe_backend, resolve_batch, v0_batch,
+                               v0_chunked_prefill)
 from ..memory.variants import check_quantization, online_quantized
-from ..memory.weights import DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, weights_breakdown
+from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
+                              weights_breakdown)
 from ..units import GiB
 from ..settings import KV_CACHE_DTYPES, Settings
 
@@ -293,8 +295,10 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
     inv = inv or model.inventory or estimate_inventory(arch)
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     lora = LoraSpec(settings.max_loras, settings.max_lora_rank) if settings.enable_lora else None
+    mx = mxfp4_moe_backend(profile.version, gpu.compute_capability) if settings.device == "cuda" else None
     wb = weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora,
-                           cpu_offload_bytes=int(settings.cpu_offload_gb * GiB))   # vLLM: int(gb * 1024**3)
+                           cpu_offload_bytes=int(settings.cpu_offload_gb * GiB),    # vLLM: int(gb * 1024**3)
+                           mxfp4_padding=mx.padding if mx else None)
     weights = wb.total
     ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
                            act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
@@ -340,7 +344,7 @@ def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Invent
     if settings.device == "cuda" and gpu.compute_capability < (8, 0):
         raise BadFlag(f"--quantization {method} needs compute capability 8.0 or newer; {gpu.name} has "
                       f"{gpu.compute_capability[0]}.{gpu.compute_capability[1]}", flag="quantization")
-    q = online_quantized(model.arch, inv, method)
+    q = online_quantized_inventory(model.arch, inv, method) or online_quantized(model.arch, inv, method)
     return q, (q.source.split("; ", 1)[-1],)
 
 

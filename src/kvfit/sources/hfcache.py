@@ -1,7 +1,8 @@
 """The Hugging Face cache, read as files (no huggingface_hub import on this path: it is slow).
 
 Layout (huggingface_hub file_download.py): $HF_HUB_CACHE/models--ORG--NAME/refs/REVISION holds a
-commit hash; snapshots/HASH/ holds the files.
+commit hash; snapshots/HASH/ holds the files. A snapshot with config.json but no safetensors takes the
+parameter counts a Hub lookup of that commit left in kvfit's cache (sources/paramcache.py).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import paramcache
 from .model import ModelSource, read_json_file
 from .local import inventory_in, quant_config_in
 
@@ -38,4 +40,6 @@ def load(repo_id: str, revision: str | None) -> ModelSource | None:
     if snap is None:
         return None
     config = read_json_file(snap / "config.json")
-    return ModelSource(repo_id, "hf-cache", str(snap), config, quant_config_in(snap), inventory_in(snap))
+    # safetensors headers in the snapshot, else the counts an earlier Hub lookup of this commit cached
+    inventory = inventory_in(snap, config) or paramcache.load(repo_id, snap.name)
+    return ModelSource(repo_id, "hf-cache", str(snap), config, quant_config_in(snap), inventory)

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from ..errors import GatedModel, HubError, HubUnreachable, ModelNotFound
 from ..memory.weights import Inventory
+from . import paramcache
 from .model import ModelSource, read_json_file
+from .safetensors import vllm_skips
 
 
 
@@ -123,6 +125,30 @@ def _translate(e: Exception, repo_id: str, what: str) -> Exception:
     return HubError(_redact(f"the Hub request for {repo_id} failed: {name}: {e}"))
 
 
+def _loaded_counts(meta, config: dict) -> dict[str, int]:
+    """Per-dtype parameter counts from get_safetensors_metadata: tensor by tensor when the per-file
+    headers came back (leaving out what vLLM does not load, safetensors.vllm_skips), else the
+    repository's parameter_count as the Hub reports it."""
+    skip = vllm_skips(config)
+    files = getattr(meta, "files_metadata", None)
+    counts: dict[str, int] = {}
+    if isinstance(files, dict) and files:
+        try:
+            for fm in files.values():
+                for name, info in (getattr(fm, "tensors", None) or {}).items():
+                    if skip(str(name)):
+                        continue
+                    n = 1
+                    for d in info.shape:
+                        n *= int(d)
+                    counts[str(info.dtype)] = counts.get(str(info.dtype), 0) + n
+        except (AttributeError, TypeError, ValueError):
+            counts = {}
+    if not counts:
+        counts = {str(k): int(v) for k, v in (getattr(meta, "parameter_count", None) or {}).items()}
+    return counts
+
+
 def load(repo_id: str, revision: str | None) -> ModelSource:
     deadline = time.monotonic() + TIMEOUT_S
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", str(int(TIMEOUT_S)))
@@ -155,9 +181,12 @@ def load(repo_id: str, revision: str | None) -> ModelSource:
     inventory = None
     try:
         meta = _within(deadline, get_safetensors_metadata, repo_id, revision=revision, timeout=TIMEOUT_S)
-        counts = {str(k): int(v) for k, v in (meta.parameter_count or {}).items()}
+        counts = _loaded_counts(meta, config)
         if counts:
             inventory = Inventory(counts, "Hub safetensors metadata")
+            # config.json sits in the HF cache at snapshots/<commit>/: keep the counts for that commit,
+            # so a later offline run reads them back (sources/hfcache.py)
+            paramcache.store(repo_id, Path(cfg_path).parent.name, counts)
     except E.NotASafetensorsRepoError:
         inventory = None
     except Exception as e:  # noqa: BLE001

@@ -7,11 +7,12 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..memory.weights import Inventory
 from .model import ModelSource, read_json_file
-from .safetensors import inventory_of_files
+from .safetensors import inventory_of_files, vllm_skips
 
 
-def inventory_in(directory: Path) -> Inventory | None:
-    """Tensor inventory from the safetensors headers present in a directory (shards may be partial)."""
+def inventory_in(directory: Path, config: dict | None = None) -> Inventory | None:
+    """Tensor inventory from the safetensors headers present in a directory (shards may be partial),
+    without the tensors vLLM does not load (safetensors.vllm_skips: MTP layers, a tied lm_head copy)."""
     files = sorted(p for p in directory.glob("*.safetensors") if p.is_file())
     if not files:
         return None
@@ -29,7 +30,7 @@ def inventory_in(directory: Path) -> Inventory | None:
             # vLLM loads only the files the index names (filter_duplicate_safetensors_files): Mistral
             # repos also ship consolidated.safetensors, which must not be counted twice.
             files = [f for f in files if f.name in wanted]
-    return Inventory(inventory_of_files(files), "safetensors headers")
+    return Inventory(inventory_of_files(files, vllm_skips(config)), "safetensors headers")
 
 
 def quant_config_in(directory: Path) -> dict | None:
@@ -48,4 +49,5 @@ def load(path: Path) -> ModelSource:
     else:
         cfg_path, directory = path, path.parent
     config = read_json_file(cfg_path)
-    return ModelSource(str(path), "local", str(cfg_path), config, quant_config_in(directory), inventory_in(directory))
+    return ModelSource(str(path), "local", str(cfg_path), config, quant_config_in(directory),
+                       inventory_in(directory, config))
