@@ -69,7 +69,7 @@ def test_the_wheel_is_ours_and_carries_its_data(wheel):
         entry = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert re.search(rf"^Name: {re.escape(DIST)}$", meta, re.M)
     assert DIST != "kvfit"                          # PyPI's kvfit is another project
-    assert re.search(r"^kvfit = kvfit\.cli\.fast:main$", entry, re.M)   # the command stays `kvfit`
+    assert re.search(r"^kvfit = kvfit\.cli\.main:main$", entry, re.M)   # the command stays `kvfit`
     assert "kvfit/sources/data/models/canopylabs__orpheus-3b-0.1-ft.json" in names
     assert any(n.startswith("kvfit/gpu/data/") and n.endswith(".json") for n in names)
     assert not any(n.startswith("tests/") for n in names)

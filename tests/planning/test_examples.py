@@ -166,7 +166,7 @@ def test_each_orpheus_form_meets_the_seed_goals_via_check(cli, path):
 
 # --- examples/kubernetes: a Deployment, a StatefulSet (TP 2), production-stack Helm values -----------------
 
-KUBE_FILES = sorted((EXAMPLES / "kubernetes").iterdir())
+KUBE_FILES = sorted((EXAMPLES / "kubernetes").glob("*.yaml"))
 
 
 def _documented_check(path) -> list[str]:

@@ -153,12 +153,13 @@ def _weights(model, gpu, settings=Settings(max_model_len=4096)):
 
 
 def test_fp8_weights_are_one_byte_per_linear_param(orpheus, rtx4090):
-    """--quantization fp8 on an unquantized checkpoint: embedding and norms stay bf16; every linear weight goes
-    from 2 bytes to 1."""
+    """--quantization fp8 (fp8_per_tensor in 0.32) on an unquantized checkpoint: embedding and norms stay bf16;
+    every linear weight goes from 2 bytes to 1, plus one float32 weight scale per logical matrix (qkv_proj holds
+    3, gate_up_proj 2, o_proj and down_proj 1: 7 a layer x 28 layers = 196; online/fp8.py PerTensorScaleParameter)."""
     base = _weights(orpheus, rtx4090)
     fp8 = _weights(orpheus, rtx4090, Settings(max_model_len=4096, quantization="fp8"))
-    assert base.result.memory.weights_bytes - fp8.result.memory.weights_bytes == ORPHEUS_LINEAR * (2 - 1)
-    assert any("FP8 weights quantized at load" in n for n in fp8.result.notes)
+    assert base.result.memory.weights_bytes - fp8.result.memory.weights_bytes == ORPHEUS_LINEAR * (2 - 1) - 196 * 4
+    assert any("FP8 per-tensor" in n for n in fp8.result.notes)
 
 
 def test_four_bit_checkpoint_weights(orpheus):

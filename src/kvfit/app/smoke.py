@@ -4,7 +4,7 @@ The engine runs in a subprocess (kvfit.engine.runner) in its own process group; 
 vllm or torch. Process handling and the tolerance rules are in kvfit.engine.smoke.
 
 Exit codes: 0 the engine started, generated, and every compared number is within tolerance; 1 the engine
-failed, timed out, or the prediction missed; 2 bad input or no usable vLLM (`pip install "kvfit[smoke]"`);
+failed, timed out, or the prediction missed; 2 bad input or no usable vLLM (install it next to kvfit: `pip install "kvfit-vllm[smoke]"`);
 130 interrupted (the engine is stopped first).
 """
 

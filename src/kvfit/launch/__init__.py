@@ -26,6 +26,20 @@ from __future__ import annotations
 from .grammar import ASSIGN, FORMS, canonical, is_known, kind_of
 from .model import POSITIONAL, Arg, Expr, Launch
 from .read import detect, parse, parse_argv, split_shell, parse_env, parse_python, parse_shell, parse_yaml, yaml_load
-from .read import parse_helm, parse_k8s
 from .write import argv, convert, native, quote, render, updated, with_gpus
 from .engine_args import LaunchValues, apply, compose, read as read_values, with_config
+
+
+
+def parse_helm(*args, **kw) -> Launch:
+    """A production-stack Helm values file (launch/kube.py; PyYAML loads only when used)."""
+    from .kube import parse_helm as parse
+
+    return parse(*args, **kw)
+
+
+def parse_k8s(*args, **kw) -> Launch:
+    """A Kubernetes Deployment / StatefulSet running vLLM (launch/kube.py)."""
+    from .kube import parse_k8s as parse
+
+    return parse(*args, **kw)

@@ -166,6 +166,12 @@ def canonical(flag: str) -> tuple[str, bool]:
         return ALIASES["--" + name], False
     if name.startswith("no-") and KIND.get(name[3:]) == "bool":
         return name[3:], True
+    if flag.startswith("--") and "." not in name and name not in KIND:
+        # vLLM's parser is argparse with allow_abbrev on (utils/argparse_utils.py FlexibleArgumentParser):
+        # an unambiguous prefix of a long option is that option (--max-num-seq is --max-num-seqs)
+        hits = [k for k in KIND if k.startswith(name)]
+        if len(hits) == 1:
+            return hits[0], False
     return name, False
 
 

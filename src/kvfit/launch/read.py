@@ -15,7 +15,6 @@ from typing import Any
 from ..errors import BadInput
 from .grammar import ASSIGN, FORMS, KIND, canonical, is_flag, kind_of
 from .model import POSITIONAL, Arg, Expr, Launch
-from .kube import parse_helm, parse_k8s, sniff
 
 # --- CLI arguments (serve and docker) ---------------------------------------------------------------
 
@@ -350,6 +349,8 @@ def parse_env(text: str) -> Launch:
 def detect(text: str, filename: str | None = None) -> str:
     name = (filename or "").lower()
     if not name.endswith((".py", ".env", ".toml")):
+        from .kube import sniff               # PyYAML: only when the text may be YAML
+
         kube = sniff(text)                      # a Kubernetes manifest or Helm values: before any `vllm serve` line
         if kube:
             return kube
@@ -393,8 +394,12 @@ def parse(text: str, form: str | None = None, filename: str | None = None) -> La
     if form == "env":
         return parse_env(text)
     if form == "k8s":
+        from .kube import parse_k8s
+
         return parse_k8s(text)
     if form == "helm":
+        from .kube import parse_helm
+
         return parse_helm(text)
     raise BadInput(f"unknown launch form {form!r}", "Forms: " + ", ".join(FORMS))
 
