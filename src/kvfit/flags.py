@@ -340,6 +340,12 @@ FLAGS: tuple[Flag, ...] = (
          p_json_object("hf_overrides", "--hf-overrides"), vllm="hf-overrides", metavar="JSON",
          to_settings=lambda v: {"hf_overrides": _json_text(v) if v else None},
          from_settings=lambda s: json.loads(s.hf_overrides) if s.hf_overrides else None, to_text=_json_text),
+    Flag("rope_scaling", ("--rope-scaling",), "RoPE scaling as JSON (vLLM 0.4.3-0.11.0; later: --hf-overrides "
+         "'{\"rope_scaling\": ...}').", _V, p_json_object("rope_scaling", "--rope-scaling"), vllm="rope-scaling",
+         metavar="JSON", to_settings=lambda v: {"rope_scaling": _json_text(v) if v else None},
+         from_settings=lambda s: json.loads(s.rope_scaling) if s.rope_scaling else None, to_text=_json_text),
+    Flag("rope_theta", ("--rope-theta",), "RoPE theta (vLLM 0.5.0-0.11.0).", _V,
+         p_float("rope_theta", "--rope-theta", 0.0, None), vllm="rope-theta", metavar="THETA"),
     Flag("device", ("--device",), "cuda or cpu (vLLM's CPU backend).", _V,
          p_choice("device", "--device", {"cuda", "cpu"}), vllm="device", default="cuda", choices=("cuda", "cpu")),
     # kvfit's own inputs

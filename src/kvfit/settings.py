@@ -49,6 +49,9 @@ class Settings:
     cpu_amx: bool = False                       # --device cpu: host has AMX tiles (MLA uses the AMX backend)
     quantization: str | None = None             # --quantization (checked against the checkpoint, memory/variants.py)
     hf_overrides: str | None = None             # --hf-overrides as canonical JSON text (applied to config.json at load)
+    rope_scaling: str | None = None             # --rope-scaling (0.4.3-0.11.0) as canonical JSON text
+    rope_theta: float | None = None             # --rope-theta (0.5.0-0.11.0)
+    vllm_env: tuple[tuple[str, str], ...] = ()  # the VLLM_* variables the launch runs with (sorted)
 
     def validate(self) -> "Settings":
         if self.gpu_memory_utilization is not None:

@@ -21,7 +21,7 @@ from ..errors import BadFlag, BadInput, GpuError, LaunchError, ModelNotFound
 from ..flags import BY_DEST, CPU_ISAS, settings_from
 from ..gpu.catalog import catalog, common_gpus, from_entry, lookup
 from ..gpu.model import Gpu
-from ..memory.profiles import CURRENT_VERSION, Profile, installed_vllm_version, profile_for
+from ..memory.profiles import CURRENT_VERSION, Profile, engine_for, installed_vllm_version, profile_for
 from ..plan.evaluate import Model
 from ..plan.goals import Goals, parse_headroom
 from ..settings import Settings
@@ -113,7 +113,7 @@ def load_model(ref: str, revision: str | None, offline: bool, hf_overrides: str 
     if hf_overrides:
         config = apply_hf_overrides(config, json.loads(hf_overrides))
     arch = normalize(config, hf_quant_config=src.hf_quant_config)
-    return Model(src.id, src.source, src.detail, arch, src.inventory), note
+    return Model(src.id, src.source, src.detail, arch, src.inventory, src.config), note
 
 
 def with_draft(m: Model, settings: Settings, offline: bool) -> Model:
@@ -121,7 +121,7 @@ def with_draft(m: Model, settings: Settings, offline: bool) -> Model:
     if settings.speculative_method not in F.DRAFT_MODEL_METHODS or not settings.speculative_model:
         return m
     draft, _ = load_model(settings.speculative_model, None, offline)
-    return Model(m.id, m.source, m.detail, m.arch.with_draft(draft.arch.layers), m.inventory)
+    return Model(m.id, m.source, m.detail, m.arch.with_draft(draft.arch.layers), m.inventory, m.config)
 
 
 # --- the GPU ---------------------------------------------------------------------------------------------
@@ -217,6 +217,36 @@ def cpu_kv_budget(settings: Settings, env: Mapping[str, str]) -> tuple[Settings,
     return settings, []
 
 
+# vLLM environment variables that change what kvfit computes
+VLLM_ENV = {"VLLM_USE_V1", "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS",
+            "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_PP_LAYER_PARTITION"}
+
+
+def engine_profile(version: str, env: Mapping[str, str], s: Settings, model: Model, gpu: Gpu
+                   ) -> tuple[Profile, str | None]:
+    """The release's rules for this launch: the engine (V0 or V1) as the release chooses it (VLLM_USE_V1 from
+    the launch or the shell, features V1 lacked in 0.8-0.10, compute capability), memory/profiles.py."""
+    a = model.arch
+    choice = engine_for(version, env, device=s.device, compute_capability=gpu.compute_capability,
+                        kv_cache_dtype=s.kv_cache_dtype, quantization=s.quantization or a.quantization,
+                        cpu_offload_gb=s.cpu_offload_gb, enable_lora=s.enable_lora,
+                        pipeline_parallel_size=s.pipeline_parallel_size, speculative_method=s.speculative_method,
+                        architectures=tuple(getattr(a, "architectures", ()) or ()),
+                        has_inner_state=bool(a.mamba_layers), use_mla=a.use_mla,
+                        sliding_window=a.sliding_window is not None)
+    if choice.error:
+        raise BadInput(choice.error)
+    p = profile_for(version, gpu=gpu, engine=choice.engine)
+    note = choice.reason if p.engine == "V0" and _v_ge(version, (0, 8, 0)) else None
+    return p, note
+
+
+def _v_ge(version: str, t: tuple[int, int, int]) -> bool:
+    from ..memory.profiles import release_of
+
+    return release_of(version) >= t
+
+
 # --- goals ---------------------------------------------------------------------------------------------
 
 def goals_from(values: Mapping[str, Any]) -> Goals:
@@ -270,8 +300,9 @@ def build(req: Request) -> Inputs:
     device = values.get("device", "cuda")
     if device == "cpu" and values.get("cpu_isa") is None:
         values["cpu_isa"] = detect_cpu_isa()
-    given = settings_from(values, Settings(entrypoint=entrypoint, device=device))
     env = launch_env(launch, env_proc)
+    vllm_env = tuple(sorted((k, v) for k, v in env.items() if k in VLLM_ENV))
+    given = settings_from(values, Settings(entrypoint=entrypoint, device=device, vllm_env=vllm_env))
     settings = given
     if device == "cpu":
         settings, cpu_notes = cpu_kv_budget(settings, env)
@@ -279,6 +310,8 @@ def build(req: Request) -> Inputs:
     settings = settings.validate()
     version = values.get("vllm_version") or installed_vllm_version() or CURRENT_VERSION
     profile = profile_for(version)
+    if profile.warning:
+        warnings.append(profile.warning)
     model, note = load_model(ref, values.get("revision"), bool(values.get("offline")), settings.hf_overrides)
     if note:
         notes.append(note)
@@ -286,6 +319,9 @@ def build(req: Request) -> Inputs:
     goals = goals_from(values)
     pin = launch.gpu_pin if launch is not None else (None, None)
     gpus, probe_note, count = pick_gpus(values, settings, pin[0])
+    profile, engine_note = engine_profile(version, env, settings, model, gpus[0])
+    if engine_note:
+        notes.append(engine_note)
     # the launch to correct: the user's, with kvfit's own flags written into it; else a composed one
     if launch is not None:
         base_settings = settings_from(lv.values, Settings(entrypoint=entrypoint, device=device))

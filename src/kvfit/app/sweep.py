@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from ..errors import BadFlag, BadInput, KvfitError
 from ..gpu.model import Gpu
+from ..plan.evaluate import derived_length
 from ..plan.goals import Goals, Headroom, judge
 from ..plan.policy import policy_for
 from ..plan.search import least_utilization, longest_length
@@ -62,7 +63,7 @@ def _row(inp: Inputs, gpu: Gpu, util: float, length: int, goals: Goals) -> dict:
 def sweep(inp: Inputs, utils: tuple[float, ...], gpu_util: float | None) -> dict:
     goals = Goals(concurrency=inp.goals.concurrency, headroom=Headroom(0))
     length = inp.settings.max_model_len if inp.settings.max_model_len not in (None, -1) else \
-        inp.model.arch.default_max_len
+        derived_length(inp.model.arch, inp.settings, inp.profile, inp.model.config)[2]
     if inp.goals.context:
         length = inp.goals.context
     base_util = gpu_util or inp.profile.default_gpu_memory_utilization

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
+from typing import Mapping
 
 from ..arch.model import ModelArch
 from ..arch import families as F
@@ -18,8 +19,8 @@ from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from ..kv.layout import KVLayout, KVOptions, build_layout
 from ..kv.specs import RequestContext
 from ..memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
-from ..memory.profiles import (Profile, batch_defaults, mxfp4_moe_backend, resolve_batch, v0_batch,
-                               v0_chunked_prefill)
+from ..memory.profiles import (Profile, batch_defaults, max_len_refusal, mxfp4_moe_backend, resolve_batch,
+                               rope_scaled_max_len, v0_batch, v0_chunked_prefill)
 from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
                               weights_breakdown)
@@ -34,6 +35,7 @@ class Model:
     detail: str
     arch: ModelArch
     inventory: Inventory | None
+    config: Mapping | None = field(default=None, compare=False, repr=False)   # config.json as read (no overrides)
 
 
 @dataclass(frozen=True)
@@ -149,11 +151,29 @@ def default_block_size(arch: ModelArch, settings: Settings, gpu: Gpu | None = No
     return 16
 
 
-def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile) -> Resolved:
+def derived_length(arch: ModelArch, settings: Settings, profile: Profile, config: Mapping | None
+                   ) -> tuple[int, str, int, tuple[str, ...]]:
+    """(derived max_model_len, where it came from, the default length, notes) as this vLLM release reads
+    config.json with --hf-overrides / --rope-scaling / --rope-theta (memory/profiles.py::rope_scaled_max_len);
+    without the raw config, normalize's reading (0.32's rules)."""
+    if config is None:
+        return arch.derived_max_len, arch.derived_max_len_key, arch.default_max_len, ()
+    rl = rope_scaled_max_len(profile, config,
+                             hf_overrides=json.loads(settings.hf_overrides) if settings.hf_overrides else None,
+                             rope_scaling=json.loads(settings.rope_scaling) if settings.rope_scaling else None,
+                             rope_theta=settings.rope_theta)
+    if rl.error:
+        flag = "rope_scaling" if settings.rope_scaling else ("hf_overrides" if settings.hf_overrides else None)
+        raise BadFlag(rl.error, flag=flag)
+    return rl.derived_len, rl.key, rl.default_len, rl.notes
+
+
+def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile, config: Mapping | None = None
+            ) -> Resolved:
     model_dtype = resolve_model_dtype(arch, settings.dtype_canonical, gpu, settings.device)
     kv_str, kv_bytes = resolve_kv_dtype(arch, settings, model_dtype)
     asked = settings.max_model_len
-    derived, derived_key, default_len = arch.derived_max_len, arch.derived_max_len_key, arch.default_max_len
+    derived, derived_key, default_len, _ = derived_length(arch, settings, profile, config)
     if settings.disable_sliding_window and arch.sliding_window is not None and arch.sliding_window < derived:
         # config/model.py::_get_and_verify_max_len: --disable-sliding-window caps the length to the window
         if default_len == derived:
@@ -163,13 +183,13 @@ def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile) -> 
         length = default_len
     else:
         length = asked
-        limit = max(derived, arch.model_max_length or 0)
-        if length > limit and arch.length_from_config:
-            raise BadInput(
-                f"--max-model-len {length} is greater than the model's derived max_model_len "
-                f"({derived_key}={derived}); vLLM refuses this at startup",
-                f"Use --max-model-len {derived} or less (vLLM's VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 "
-                "overrides it, at the risk of wrong outputs).")
+        if arch.length_from_config:
+            error, _ = max_len_refusal(profile, asked=length, derived=derived, derived_key=derived_key,
+                                       model_max_length=arch.model_max_length, env=dict(settings.vllm_env))
+            if error:
+                raise BadFlag(error.replace("the derived max_model_len", "the model's derived max_model_len"),
+                              f"Use --max-model-len {derived} or less (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 overrides it, "
+                              "at the risk of wrong outputs).", flag="max_model_len")
     util = settings.gpu_memory_utilization or profile.default_gpu_memory_utilization
     if settings.pipeline_parallel_size > arch.num_hidden_layers:
         raise BadInput(f"--pipeline-parallel-size {settings.pipeline_parallel_size} is more than the model's "
@@ -351,11 +371,17 @@ def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Invent
 def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Result:
     settings = settings.validate()
     arch = model.arch
-    r = resolve(arch, settings, gpu, profile)
+    r = resolve(arch, settings, gpu, profile, model.config)
     layout = fullest_layout(arch, kv_options(r, settings, arch))
     inv, qnotes = loaded_inventory(model, settings, gpu)
     mem, _ = memory_budget(model, gpu, settings, profile, r, layout, inv)
-    notes: list[str] = list(qnotes)
+    notes: list[str] = list(qnotes) + list(derived_length(arch, settings, profile, model.config)[3])
+    if settings.max_model_len not in (None, -1) and arch.length_from_config:
+        _, warning = max_len_refusal(profile, asked=settings.max_model_len, derived=derived_length(
+            arch, settings, profile, model.config)[0], model_max_length=arch.model_max_length,
+            env=dict(settings.vllm_env))
+        if warning:
+            notes.append(warning)
 
     ctx = request_context(r, settings, arch)
     if r.auto_fit and layout.groups:

@@ -110,7 +110,7 @@ def plan(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: Go
     as_given = judge(model, gpu, settings, profile, goals, pol.headroom_bytes if goals.active else 0)
     base = with_length(goals, settings)
     if base is not settings:                      # a context goal vLLM refuses outright is bad input
-        resolve(model.arch, base, gpu, profile)
+        resolve(model.arch, base, gpu, profile, model.config)
     hard = goals.context is not None
     notes: list[str] = []
     rec: Option | None = None

@@ -11,7 +11,7 @@ from ..gpu.model import Gpu
 from ..memory.profiles import Profile
 from ..settings import Settings
 from ..units import MiB
-from .evaluate import Model
+from .evaluate import Model, derived_length
 from .goals import Check, Goals, try_judge
 
 
@@ -41,7 +41,7 @@ def longest_length(model: Model, gpu: Gpu, settings: Settings, profile: Profile,
     """The longest max_model_len (up to the model's derived limit) at which the goal's sequences fit with
     `headroom`, exact to the token; (0, None) when not even one token does."""
     g = replace(goals, context=None)
-    top = model.arch.derived_max_len
+    top = derived_length(model.arch, settings, profile, model.config)[0]
 
     def ok(length: int) -> Check | None:
         c = try_judge(model, gpu, replace(settings, max_model_len=length), profile, g, headroom)
