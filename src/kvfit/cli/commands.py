@@ -11,7 +11,12 @@ from pathlib import Path
 from .. import launch as L
 from ..errors import BadInput, KvfitError, LaunchError
 from ..launch.grammar import FORMS
-from .main import flag_values
+from ..flags import BY_DEST
+
+
+def flag_values(ns: Namespace) -> dict:
+    """The table's flags given on the command line, raw (parsed by the request builder)."""
+    return {k: v for k, v in vars(ns).items() if k in BY_DEST and v is not None}
 
 
 def request_from(ns: Namespace, words: list[str], *, stdin=None):

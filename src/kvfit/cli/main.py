@@ -155,11 +155,6 @@ def split_launch(argv: list[str]) -> tuple[list[str], list[str]]:
     return argv, []
 
 
-def flag_values(ns: argparse.Namespace) -> dict[str, Any]:
-    """The table's flags given on the command line, raw (parsed by the request builder)."""
-    return {k: v for k, v in vars(ns).items() if k in BY_DEST and v is not None}
-
-
 def version_text() -> str:
     from ..memory.profiles import CURRENT_VERSION, known_releases
 

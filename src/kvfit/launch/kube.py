@@ -327,7 +327,7 @@ def map_delete(text: str, mapping: yaml.MappingNode, key: str) -> Edit | None:
 # --- vLLM arguments in a YAML sequence ------------------------------------------------------------------
 
 def _tokens(args) -> list[list[str]]:
-    from .write import cli_tokens
+    from .shell import cli_tokens
 
     return [cli_tokens(a) for a in args]
 
@@ -450,7 +450,7 @@ def _image_runs_vllm(image: str | None) -> bool:
 
 def _container(c: yaml.Node, workload: str) -> _Container | None:
     """The container as a vLLM launch, or None when it does not run vLLM."""
-    from .read import _SERVE_START, _command_span, _program
+    from .shell import _SERVE_START, _command_span, _program
 
     if not isinstance(c, yaml.MappingNode):
         return None
@@ -537,7 +537,7 @@ def _pick(found: list, at: int | None, name: str | None, what: str):
 def parse_k8s(text: str, name: str | None = None, *, at: int | None = None) -> Launch:
     """The first container of a Deployment / StatefulSet / ... that runs vLLM (or the one named: the
     workload's metadata.name or the container's name)."""
-    from .read import parse_shell, parse_vllm_args
+    from .shell import parse_shell, parse_vllm_args
 
     docs = compose_all(text)
     found = _containers(docs)
@@ -559,8 +559,7 @@ def parse_k8s(text: str, name: str | None = None, *, at: int | None = None) -> L
 
 
 def render_k8s(launch: Launch) -> str:
-    from .read import parse_shell
-    from .write import render
+    from .shell import parse_shell, render_shell as render
 
     text = launch.text or ""
     c = _pick(_containers(compose_all(text)), launch.span[0] if launch.span else None, None, "vLLM container")
@@ -676,7 +675,7 @@ def _entries(docs: list[yaml.Node]) -> list[_Entry]:
 
 def parse_helm(text: str, name: str | None = None, *, at: int | None = None) -> Launch:
     """The first enabled servingEngineSpec.modelSpec entry (or the one named), as the chart launches it."""
-    from .read import parse_vllm_args
+    from .shell import parse_vllm_args
 
     docs = compose_all(text)
     found = _entries(docs)
@@ -753,7 +752,7 @@ def parse_helm(text: str, name: str | None = None, *, at: int | None = None) -> 
 
 
 def _chart_value(key: str, v: Any, style: str | None) -> str:
-    from .write import native
+    from .shell import native
 
     if key in _SWITCHES or VLLM_CONFIG.get(key, "").startswith("enable-"):
         return "true" if v is True or str(v).lower() in ("true", "1", "yes", "on") else "false"

@@ -14,6 +14,8 @@ from typing import Any
 from ..errors import BadInput
 from .grammar import _FLOAT, _HUMAN_INT, _INT, _JSON, FORMS, FRONTEND, KIND
 from .model import POSITIONAL, Arg, Expr, Launch
+from .shell import (_arg_groups, _cli_str, _lines, _render_docker, _render_serve, cli_tokens, native,  # noqa: F401
+                    quote)
 from ..units import parse_human_int
 
 
@@ -43,128 +45,6 @@ def _strip_comment(s: str) -> str:
 
 
 # --- values ---------------------------------------------------------------------------------------------
-
-def native(key: str, value: Any) -> Any:
-    """A CLI / env string as the typed value vLLM's parser makes of it (for YAML and Python output)."""
-    if isinstance(value, tuple):
-        return [native(key, v) for v in value]
-    if not isinstance(value, str):
-        return value
-    k = key.split(".", 1)[0]
-    if KIND.get(k) in ("bool", "true") and "." not in key:
-        low = value.strip().lower()
-        if low in ("true", "1", "yes", "on"):
-            return True
-        if low in ("false", "0", "no", "off"):
-            return False
-    if key == "max-model-len" and value.strip().lower() in ("auto", "-1"):
-        return -1
-    if key in _INT or key in _HUMAN_INT:
-        try:
-            return parse_human_int(value, "--" + key) if key in _HUMAN_INT else int(value)
-        except (BadInput, ValueError):
-            return value
-    if key in _FLOAT:
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    if (k in _JSON or "." in key) and value.strip()[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def cli_tokens(arg: Arg) -> list[str]:
-    """The shell words of one argument (serve and docker forms)."""
-    if arg.key == "":
-        return [_cli_str(arg.value)]
-    if arg.key in ("*", "**"):
-        return []
-    if arg.spelling == POSITIONAL:
-        return [_cli_str(arg.value)]
-    flag = arg.spelling if arg.spelling and arg.spelling.startswith("-") else "--" + arg.key
-    if arg.key == "optimization-level" and arg.spelling == "-O":
-        return [f"-O{arg.value}"]
-    v = arg.value
-    if v is True and not arg.joined:
-        return [flag]
-    if v is False:
-        if KIND.get(arg.key) == "bool":
-            return ["--no-" + arg.key]
-        return []
-    if v is None or isinstance(v, Expr):
-        return []
-    if isinstance(v, (list, tuple)):
-        if arg.key in _JSON:
-            return [flag, json.dumps(v)]
-        return [flag, *[_cli_str(x) for x in v]]
-    if arg.joined:
-        return [f"{flag}={_cli_str(v)}"]
-    return [flag, _cli_str(v)]
-
-
-def _cli_str(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, dict):
-        return json.dumps(v)
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
-
-
-# --- rendering ------------------------------------------------------------------------------------------
-
-_SAFE = re.compile(r"^[A-Za-z0-9_~@%+=:,./$-]+$")
-_BRACED = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")     # ${VAR}: left for the shell too
-
-
-def quote(tok: str) -> str:
-    """Shell-quote a word, leaving ~ and $VAR as the shell would expand them in the original."""
-    if tok and _SAFE.match(_BRACED.sub("$X", tok)) and not tok.startswith("=") and "$(" not in tok:
-        return tok
-    return shlex.quote(tok)
-
-
-def _lines(head: list[str], groups: list[list[str]], width: int = 88) -> str:
-    one = " ".join(quote(t) for t in head + [t for g in groups for t in g])
-    if len(one) <= width or not groups:
-        return one
-    out = [" ".join(quote(t) for t in head)]
-    for g in groups:
-        out.append("    " + " ".join(quote(t) for t in g))
-    return " \\\n".join(out)
-
-
-def _arg_groups(args: tuple[Arg, ...]) -> list[list[str]]:
-    groups: list[list[str]] = []
-    for a in args:
-        toks = cli_tokens(a)
-        if toks:
-            groups.append(toks)
-    return groups
-
-
-def _render_serve(launch: Launch, width: int = 88) -> str:
-    program = list(launch.program or ("vllm", "serve"))
-    groups = _arg_groups(launch.args)
-    head = list(launch.prefix) + program
-    # A positional model right after the program stays on the first line.
-    if groups and launch.args and launch.args[0].spelling == POSITIONAL and cli_tokens(launch.args[0]):
-        head += groups.pop(0)
-    return _lines(head, groups, width)
-
-
-def _render_docker(launch: Launch, width: int = 88) -> str:
-    head = list(launch.prefix) + list(launch.program or ("docker", "run"))
-    groups = [list(g) for g in launch.docker]
-    groups.append([launch.image or "vllm/vllm-openai:latest", *launch.inner])
-    groups += _arg_groups(launch.args)
-    return _lines(head, groups, width)
-
 
 def _yaml_str(s: str) -> str:
     if (s and re.match(r"^[A-Za-z0-9_./~][A-Za-z0-9_./~+=@ -]*$", s) and not s.endswith(" ")
