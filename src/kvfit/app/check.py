@@ -29,24 +29,7 @@ def load_model(ref: str, revision: str | None, offline: bool) -> plan.Model:
     return plan.Model(src.id, src.source, src.detail, arch, src.inventory)
 
 
-CPU_ISAS = ("avx512_bf16", "amx", "avx2")
-
-
-def detect_cpu_isa() -> str:
-    """What vLLM's CPU platform checks on this host (torch.cpu._is_amx_tile_supported /
-    _is_avx512_bf16_supported), read from /proc/cpuinfo without importing torch."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            flags = set()
-            for line in f:
-                if line.startswith("flags"):
-                    flags.update(line.partition(":")[2].split())
-                    break
-    except OSError:
-        return "avx512_bf16"
-    if "amx_tile" in flags and "avx512_bf16" in flags:
-        return "amx"
-    return "avx512_bf16" if "avx512_bf16" in flags else "avx2"
+from ..kv.cpu_host import CPU_ISAS, detect_cpu_isa  # noqa: E402,F401 - moved to kv/cpu_host.py
 
 
 def parse_speculative_config(text: str | None) -> dict:
