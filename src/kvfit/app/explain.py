@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..plan import evaluate as plan
-from ..logs.diagnose import Explanation, Fix, explain
+from ..logs.diagnose import FAILURE_KINDS, Explanation, Fix, explain
 from ..logs.parse import LogFacts, parse_log
 from ..errors import BadInput, KvfitError
 from ..gpu.model import Gpu
@@ -40,8 +40,6 @@ from ..settings import DTYPES, KV_CACHE_DTYPES, Settings
 
 GIB = 1 << 30
 MAX_BYTES = 64 << 20          # larger inputs keep their first 16 MiB and last 48 MiB
-FAILURE_KINDS = {"v0_max_seq_len", "v1_max_seq_len", "no_cache_memory", "free_memory_startup",
-                 "user_max_len_too_long", "cuda_oom", "cannot_autofit", "profiling_memory_changed"}
 KV_KINDS = {"v0_max_seq_len", "v1_max_seq_len", "no_cache_memory", "cannot_autofit", "ok"}
 
 
