@@ -65,6 +65,17 @@ def _take_away(isa: str | None) -> dict | None:
     return saved
 
 
+def _clear_backend_caches() -> None:
+    """vLLM caches the attention backend it selects (v1/attention/selector.py, functools.cache) by arguments
+    that do not include the host: a case on another CPU path must select again."""
+    from vllm.v1.attention import selector
+
+    for name in ("_cached_get_attn_backend", "_cached_get_mamba_attn_backend"):
+        fn = getattr(selector, name, None)
+        if fn is not None and hasattr(fn, "cache_clear"):
+            fn.cache_clear()
+
+
 def _restore(saved: dict | None) -> None:
     if saved:
         import torch
@@ -96,6 +107,7 @@ def run_case(case: dict, results_path: str | None = None) -> dict:
     except LookupError as e:
         return {"id": case["id"], "not_run": str(e), "probes": _probes()}
     probes = _probes()
+    _clear_backend_caches()
     original = core.get_kv_cache_configs
 
     def recording(vllm_config, kv_cache_specs, available_memory):

@@ -17,7 +17,6 @@ When ModelConfig refuses the directory:
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -38,7 +37,7 @@ DIRS = sorted([p for p in (DATA / "models").iterdir() if (p / "config.json").exi
               + [p for p in (DATA / "engine").iterdir() if (p / "config.json").exists()])
 TPS = (1, 2, 4, 8)
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not importable")
+pytestmark = pytest.mark.usefixtures("vllm_oracle")     # skip without vLLM; fail under CI (engine_oracle.py)
 
 
 def _counts_from_hf(text, num_layers: int, window, model_type: str) -> dict:
@@ -215,3 +214,31 @@ def test_normalized_architecture_matches_vllm(d: Path):
             ih = v["text"].index_head_dim
             assert {x.head_size for x in indexers} == {ih + ih // 128 * 4}
     assert all(isinstance(x, (AttentionLayer, MambaLayer)) for x in arch.layers)
+
+
+def _has_state_layers(d: Path) -> bool:
+    try:
+        return bool(normalize(json.loads((d / "config.json").read_text())).mamba_layers)
+    except ConfigError:
+        return False
+
+
+MAMBA_DIRS = [d for d in DIRS if _has_state_layers(d)]
+
+
+@pytest.mark.parametrize("d", MAMBA_DIRS, ids=[f"{p.parent.name}/{p.name}" for p in MAMBA_DIRS])
+def test_linear_attention_layer_types_as_vllm_reads_them(d: Path):
+    """platforms/cpu.py::_cpu_mamba_backend keeps a float16/bfloat16 ssm state only when the transformers text
+    config vLLM holds (model_config.hf_text_config) lists "linear_attention" in layer_types; kvfit decides the
+    same from config.json alone (kv/cpu_host.layer_types_name_linear_attention)."""
+    from vllm.transformers_utils.config import get_config, get_hf_text_config
+
+    from kvfit.kv.cpu_host import layer_types_name_linear_attention
+
+    arch = normalize(json.loads((d / "config.json").read_text()))
+    try:
+        text = get_hf_text_config(get_config(str(d), trust_remote_code=False))
+    except Exception as e:           # noqa: BLE001
+        pytest.skip(f"vLLM's config reader rejects it: {str(e).splitlines()[0][:200]}")
+    lt = getattr(text, "layer_types", None)
+    assert layer_types_name_linear_attention(arch) == (isinstance(lt, (list, tuple)) and "linear_attention" in lt)
