@@ -116,9 +116,9 @@ def assert_generation_or_diagnosed_death(code: int, rec: dict, probe: dict, out:
     assert smoke["outcome"] == f"engine died ({probe['signal'] or 'signal unknown'}) in generate"
     log = Path(smoke["engine_log"])
     assert log.is_file() and death["log_path"] == str(log)
-    text = log.read_text()
-    assert "KV cache size:" in text                    # the log kvfit kept is the whole run's
-    assert death["last_lines"] and all(ln in text for ln in death["last_lines"])
+    log_text = log.read_text()
+    assert "KV cache size:" in log_text                # the log kvfit kept is the whole run's
+    assert death["last_lines"] and all(ln in log_text for ln in death["last_lines"])
     if text:
         flat = " ".join(out.split())
         assert "the engine died while generating" in flat and f"killed by {probe['signal']}" in flat

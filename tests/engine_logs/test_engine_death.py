@@ -173,3 +173,12 @@ def test_engine_phase_from_progress_lines(upto, phase):
     lines = [LOADING, "(Worker pid=2) INFO [cpu_worker.py:260] Explicitly set (1.0/9.71) GiB for KV cache on node 0.",
              KV_SIZED, READY]
     assert engine_phase(lines, upto) == phase
+
+
+def test_worker_gone_after_a_refused_start_is_not_a_death():
+    """vLLM 0.32 refusing a too-small KV budget: the executor's monitor may log the worker's exit while the
+    engine core shuts down ("exit code: None"): the KV error is the diagnosis."""
+    text = (DATA / "cpu_run_c_error.log").read_text() + (
+        "\n(EngineCore pid=17337) ERROR 12-03 16:46:54 [multiproc_executor.py:315] Worker proc VllmWorker-0 died "
+        "unexpectedly (exit code: None), shutting down executor.\n")
+    assert [e.kind for e in parse_log(text).errors] == ["v1_max_seq_len"]

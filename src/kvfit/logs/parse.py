@@ -814,8 +814,10 @@ def _parse_death(c: _Collector, lines: list[str]) -> None:
     signal_known = "signal" in labels
     if not (signal_known or where is not None or dead_engine):
         return
-    if not signal_known and where is None and any(e.kind != "engine_died" for e in c.facts.errors):
-        return        # EngineDeadError after an error kvfit explains (an OOM, a KV check): that error is the cause
+    if not signal_known and any(e.kind != "engine_died" for e in c.facts.errors):
+        # EngineDeadError, or a worker gone without an exit code, after an error kvfit explains (an OOM, vLLM's
+        # KV check): that error is the cause, the rest is the executor shutting down
+        return
     if where is None:
         where = next((i for i, ln in enumerate(lines) if RX_ENGINE_DEAD.search(ln) or RX_CORE_FATAL.search(ln)
                       or RX_CORE_EXITED.search(ln)), len(lines))
