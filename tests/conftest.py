@@ -1,4 +1,10 @@
-"""Session-wide: what the engine suites found out about this host, in pytest's terminal summary.
+"""Session-wide: how pytest-xdist shares the work, and what the engine suites found out about this host.
+
+Scheduling: with `-n N` (scripts/test), every test under tests/engine/ runs in ONE worker (test_config_reader.py
+in another): the engine batch and the generation probe are session fixtures, and engines run one at a time
+(the machine-wide lock), so splitting them over workers would only run the batch twice and leave workers
+waiting on the lock. Every other test is scheduled on its own, as with `--dist load`. (pytest-xdist's
+`xdist_group` marks are not used: --dist loadgroup rewrites item._nodeid, which pytest 9.2 no longer reads.)
 
 tests/engine/conftest.py probes once per session whether vLLM's build can generate here
 (engine_oracle.run_generation_probe) and which CPU paths its engine cases ran on; the notes go to a file
@@ -12,7 +18,33 @@ import json
 import os
 import tempfile
 
+import pytest
+
 PROBE_FILE_ENV = "KVFIT_PROBE_FILE"
+ENGINE_DIR = "tests/engine/"
+
+
+def work_group(nodeid: str) -> str:
+    """The xdist work unit of a test: the engine tests together, vLLM's config reader together, others alone."""
+    if nodeid.startswith(ENGINE_DIR + "test_config_reader.py"):
+        return "vllm-config"
+    if nodeid.startswith(ENGINE_DIR):
+        return "engine"
+    return nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's hook for a custom scheduler: its load-scope scheduler with work_group() as the scope."""
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None                              # an explicit --dist loadfile/loadscope/each is kept
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EngineGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_group(nodeid)
+
+    return EngineGroupScheduling(config, log)
 
 
 def pytest_configure(config):

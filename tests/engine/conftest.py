@@ -8,8 +8,9 @@ passes kv_cache_memory_bytes. If the helper dies on a case, that case is recorde
 numbers vLLM had already sized, if any) and the helper restarts on the remaining ones.
 
 Without vLLM the engine tests skip with the reason, except under CI, where they fail
-(engine_oracle.require_vllm). Every test here is in the pytest-xdist group "engine" (test_config_reader.py:
-"vllm-config"), so one worker runs the engine batch and the probe once while others run the rest.
+(engine_oracle.require_vllm). Under pytest-xdist every test here runs in one worker (tests/conftest.py's
+scheduler; test_config_reader.py in a group of its own), so the engine batch and the probe run once while
+the other workers run the rest.
 
 KVFIT_ENGINE_RESULTS=FILE keeps the results in FILE and reuses the ones already there (for
 iterating locally); CI leaves it unset and runs every engine.
@@ -35,14 +36,6 @@ from engine_oracle import (engine_env, locked, require_vllm, run_generation_prob
 
 DATA = HERE.parent / "data" / "engine"
 RUN_TIMEOUT_S = 3600                     # the whole batch, waiting for the lock included
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = str(getattr(item, "path", ""))
-        if path.startswith(str(HERE)):
-            group = "vllm-config" if path.endswith("test_config_reader.py") else "engine"
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _load(path: Path) -> tuple[dict[str, dict], dict[str, dict]]:
