@@ -49,7 +49,18 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_configure(config):
     if hasattr(config, "workerinput"):       # a pytest-xdist worker: the controller chose the file
+        # Workers start with COLUMNS=80 / LINES=24 in their environment; kvfit's rich consoles take their width
+        # from COLUMNS when created, so restore the controller's terminal environment (tests that need a width
+        # set COLUMNS themselves, as in a serial run).
+        for k in ("COLUMNS", "LINES"):
+            v = os.environ.get(f"KVFIT_PYTEST_{k}")
+            if v == "":
+                os.environ.pop(k, None)
+            elif v is not None:
+                os.environ[k] = v
         return
+    for k in ("COLUMNS", "LINES"):
+        os.environ[f"KVFIT_PYTEST_{k}"] = os.environ.get(k, "")
     fd, path = tempfile.mkstemp(prefix="kvfit-engine-notes-", suffix=".json")
     os.close(fd)
     os.environ[PROBE_FILE_ENV] = path
