@@ -29,7 +29,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 LLAMA_DIR = HERE.parent / "data" / "engine" / "llama_gqa"
 LOCK = "/tmp/kvfit-engine.lock"
-PROBE_TIMEOUT_S = 1800                # waiting for the engine lock included
+PROBE_TIMEOUT_S = 900                 # waiting for the engine lock included
 
 
 def has_vllm() -> bool:
