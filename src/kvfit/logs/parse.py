@@ -824,8 +824,8 @@ def _parse_death(c: _Collector, lines: list[str]) -> None:
         labels.setdefault("evidence", "EngineDeadError")
     phase = _phase_from_fault_frames(frame_names) if frame_names else None
     marker_phase = engine_phase(lines, where)
-    if phase is None or (phase == "generate" and marker_phase != "generate"):
-        phase = marker_phase if phase is None else phase
+    if phase is None or (phase == "generate" and marker_phase not in (None, "generate")):
+        phase = marker_phase          # the stack alone cannot tell serving from start-up steps
     if (signal_known or "process" in labels) and labels.get("exception", "").startswith("RuntimeError: cancelled"):
         labels.pop("exception")    # the executor's own message once a worker is gone
     c.facts.errors.append(LogError("engine_died", nums, first_line or lines[where] if where < len(lines) else first_line,
