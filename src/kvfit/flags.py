@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import BadFlag
+from .kv.cpu_host import CPU_ISA_HELP, CPU_ISAS
 from .settings import (DTYPES, KV_CACHE_DTYPES, LORA_RANKS, MAMBA_DTYPES, Settings)
 from .units import parse_human_int, parse_max_model_len, parse_size
 
@@ -187,9 +188,6 @@ def parse_speculative_config(v: Any) -> dict:
         raise _bad("speculative_config", f"--speculative-config keys {', '.join(extra)}: kvfit does not model "
                    "them", "kvfit models method, num_speculative_tokens and model.")
     return {"method": method, "num_speculative_tokens": n, "model": model}
-
-
-CPU_ISAS = ("amx", "avx512_bf16", "avx2")
 
 
 def p_cpu_isa(v: Any) -> str:
@@ -360,8 +358,7 @@ FLAGS: tuple[Flag, ...] = (
     Flag("entrypoint", ("--entrypoint",), "serve (vllm serve) or llm (Python LLM class): batch defaults differ.",
          "input", p_choice("entrypoint", "--entrypoint", {"serve", "llm"}), default="serve",
          choices=("serve", "llm")),
-    Flag("cpu_isa", ("--cpu-isa",), "With --device cpu, the host's vLLM CPU path: amx, avx512_bf16 or avx2 "
-         "(default: this machine's).", "input", p_cpu_isa, metavar="ISA", choices=CPU_ISAS,
+    Flag("cpu_isa", ("--cpu-isa",), CPU_ISA_HELP, "input", p_cpu_isa, metavar="ISA", choices=CPU_ISAS,
          to_settings=_isa_settings),
     Flag("revision", ("--revision",), "Hub revision (branch, tag or commit).", "input",
          p_str("revision", "--revision"), vllm="revision", metavar="REV"),

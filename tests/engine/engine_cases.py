@@ -10,7 +10,7 @@ reports (nothing here is a kvfit output).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 MiB = 1 << 20
 OK = 64 * MiB           # comfortably fits every tiny model at its test length
@@ -29,6 +29,7 @@ class Case:
     engine: dict = field(default_factory=dict)   # extra LLM(...) kwargs, vLLM's names
     env: dict = field(default_factory=dict)
     why: str = ""
+    isa: str | None = None                  # the CPU path vLLM is made to see (engine_runner.py); None: the host's
 
     @property
     def own_process(self) -> bool:
@@ -38,7 +39,8 @@ class Case:
 
     def runner_case(self, data_dir: str) -> dict:
         return {"id": self.id, "model": f"{data_dir}/{self.model}", "max_model_len": self.max_model_len,
-                "kv_cache_memory_bytes": self.budget, "kwargs": dict(self.engine), "env": dict(self.env)}
+                "kv_cache_memory_bytes": self.budget, "kwargs": dict(self.engine), "env": dict(self.env),
+                "isa": self.isa}
 
 
 CASES: list[Case] = [
@@ -145,6 +147,22 @@ CASES: list[Case] = [
     Case("gemma3-pp2", "gemma3_pattern_padding", 3000, OK, {"pipeline_parallel_size": 2}, MULTIPROC,
          why="groups projected on 2 stages"),
 ]
+
+# --- the same launches on the CPU paths below AMX (kvfit/kv/cpu_host.py) ------------------------------
+# engine_runner.py makes torch's probes answer False for what the path lacks (never adds a feature), so
+# vLLM's CPU platform decides as on such a host: without AMX, MLA runs on CPU_MLA (block 16, no chunked
+# prefill or prefix caching); without AVX512-BF16, the mamba ssm state keeps the dtype asked (auto: the
+# conv dtype) instead of float32. On a host that is itself on a lower path the cases run unpatched, and a
+# path above the host's is reported as not runnable.
+_BY_ID = {c.id: c for c in CASES}
+ISA_PATH_CASES: list[Case] = [
+    replace(_BY_ID[cid], id=f"{cid}@{isa}", isa=isa)
+    for isa, ids in (
+        ("avx512_bf16", ("mla-L3000", "mla-autofit", "mla-user-mnbt-block", "nemotron_h-ssm-bf16")),
+        ("avx2", ("mla-L3000", "mla-too-small", "mla-user-mnbt-block", "qwen3_next-L3000", "qwen3_next-too-small",
+                  "jamba-L3000", "granite4-L3000", "nemotron_h-ssm-bf16", "falcon_h1-L3000", "mamba2-L3000")))
+    for cid in ids]
+CASES = CASES + ISA_PATH_CASES
 
 # Launches whose engine run records the KV numbers but then stops for reasons unrelated to KV
 # sizing on this host (the numbers were already logged). The test compares the recorded values.

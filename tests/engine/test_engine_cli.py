@@ -11,8 +11,8 @@ from engine_cases import BY_ID
 from engine_kvfit import DATA
 
 
-def _isa(cpu_host: dict) -> str:
-    return "amx" if cpu_host["amx"] else ("avx512_bf16" if cpu_host["avx512_bf16"] else "avx2")
+def _isa(probes: dict) -> str:
+    return "amx" if probes["amx_tile"] else ("avx512_bf16" if probes["avx512_bf16"] else "avx2")
 
 
 def _kvfit_json(*args: str) -> dict:
@@ -34,19 +34,37 @@ def _assert_same(doc: dict, got: dict) -> None:
     assert doc["kv"]["block_size"] == got["block_size"]
 
 
-def test_cli_dense(engine_results, cpu_host):
+def test_cli_dense(engine_results):
     case = BY_ID["llama_gqa-default"]
     doc = _kvfit_json(str(DATA / case.model), "--device", "cpu", "--kv-cache-memory-bytes", str(case.budget),
-                      "--cpu-isa", _isa(cpu_host))
+                      "--cpu-isa", _isa(engine_results[case.id]["probes"]))
     _assert_same(doc, engine_results[case.id])
 
 
-def test_cli_hybrid_with_speculative_tokens(engine_results, cpu_host):
+def test_cli_hybrid_with_speculative_tokens(engine_results):
     case = BY_ID["qwen3_next-ngram2"]
     spec = case.engine["speculative_config"]
     doc = _kvfit_json(str(DATA / case.model), "--device", "cpu", "--kv-cache-memory-bytes", str(case.budget),
                       "--max-model-len", str(case.max_model_len), "--entrypoint", "llm",
                       "--speculative-config", json.dumps({"method": spec["method"],
                                                           "num_speculative_tokens": spec["num_speculative_tokens"]}),
-                      "--cpu-isa", _isa(cpu_host))
+                      "--cpu-isa", _isa(engine_results[case.id]["probes"]))
     _assert_same(doc, engine_results[case.id])
+
+
+def test_cli_mla_on_every_cpu_path_the_engine_ran(engine_results):
+    """--cpu-isa names the path: the MLA launch on the host's path and on the lower ones (AMX_MLA keeps block
+    128; CPU_MLA forces 16 and max_num_batched_tokens = max(L, 2048)), each against what vLLM sized there."""
+    ran = 0
+    for cid in ("mla-L3000", "mla-L3000@avx512_bf16", "mla-L3000@avx2"):
+        got = engine_results[cid]
+        if got.get("not_run"):
+            continue
+        case = BY_ID[cid]
+        doc = _kvfit_json(str(DATA / case.model), "--device", "cpu", "--kv-cache-memory-bytes", str(case.budget),
+                          "--max-model-len", str(case.max_model_len), "--entrypoint", "llm",
+                          "--cpu-isa", _isa(got["probes"]))
+        _assert_same(doc, got)
+        assert doc["settings"]["max_num_batched_tokens"] == got["max_num_batched_tokens"]
+        ran += 1
+    assert ran >= 1

@@ -1,5 +1,8 @@
-"""`python -m kvfit.bench accuracy` runs, reads the calibration copies in tests/data, and meets the
-issue's V1 target on the V1 records that have a GPU total."""
+"""`python -m kvfit.bench accuracy` runs and reads the calibration copies in tests/data.
+
+The only V1 record with a GPU total, gt-046, is the log memory/overhead.py's V1 constants were fitted on:
+reproducing it is a fit check (does the code still compute what was fitted?), not a validation, and the
+benchmark labels it so."""
 
 from __future__ import annotations
 
@@ -24,10 +27,12 @@ def test_calibration_copies_are_in_the_repository():
         assert first <= set(r) | {"max_num_seqs", "enable_prefix_caching"}, set(first) - set(r)
 
 
-def test_v1_records_with_a_gpu_total_meet_the_target():
+def test_fit_check_v1_constants_reproduce_their_fit_record_gt_046():
+    """Fit check, not validation: gt-046 is the record the V1 terms were fitted on (accuracy.FIT_RECORDS)."""
     scored, skipped, implied, assumed = accuracy.run_records(accuracy.load_records(DATA), DATA)
     v1 = [r for r in scored if r.engine == "V1"]
     assert [r.obs_id for r in v1] == ["gt-046"]       # the only V1 log naming its GPU total
+    assert all(r.fit for r in v1) and set(accuracy.FIT_RECORDS) == {"gt-046"}
     errs = [abs(r.error_pct) for r in v1]
     assert statistics.median(errs) <= 1.0 and max(errs) <= 3.0
     assert v1[0].reported == 460_496                 # "GPU KV cache size: 460,496 tokens"
@@ -56,5 +61,10 @@ def test_module_runs_and_imports_no_ml_stack():
             "assert not bad, bad; sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "### V1:" in r.stdout and "### V0:" in r.stdout and "| gt-046 |" in r.stdout
-    assert "median |error|" in r.stdout
+    assert "### V1:" in r.stdout and "### V0:" in r.stdout and "median |error|" in r.stdout
+    # gt-046 only in the fit section, labelled "fit", never in the V1 validation figure
+    assert "| gt-046 |" not in r.stdout and r.stdout.count("| gt-046 (fit) |") == 1
+    v1_line = next(ln for ln in r.stdout.splitlines() if ln.startswith("### V1:"))
+    assert v1_line.startswith("### V1: no records") and "gt-046, the fit record" in v1_line
+    fit_at = r.stdout.index("### Fit check, not validation")
+    assert fit_at < r.stdout.index("| gt-046 (fit) |")

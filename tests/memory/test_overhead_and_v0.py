@@ -95,8 +95,10 @@ def test_v0_sampler_term_matches_gt_033():
     assert round(ov.non_torch_bytes / GiB, 2) == 0.08 and ov.cudagraph_bytes == 0
 
 
-def test_v1_terms_reproduce_gt_046():
-    """vLLM 0.31, Llama-3.1-8B, A100 80GB: 1.44 GiB peak activation = 1.21 transient + 0.23 CUDA graphs."""
+def test_fit_check_v1_terms_reproduce_their_fit_record_gt_046():
+    """Fit check, not validation: memory/overhead.py's V1 constants were fitted on this very log (vLLM 0.31,
+    Llama-3.1-8B, A100 80GB: 1.44 GiB peak activation = 1.21 transient + 0.23 CUDA graphs); this checks the
+    code still computes what was fitted, not that the model predicts other launches."""
     arch = _model("meta-llama/Llama-3.1-8B-Instruct").arch
     ov = estimate_overhead(arch, max_num_batched_tokens=2048, max_num_seqs=256, act_bytes=2, tp=1,
                            enforce_eager=False, cudagraph_counted=True, layers_on_rank=32)

@@ -18,7 +18,8 @@ from .. import launch as L
 from ..arch import families as F
 from ..arch.normalize import normalize
 from ..errors import BadFlag, BadInput, GpuError, LaunchError, ModelNotFound
-from ..flags import BY_DEST, CPU_ISAS, settings_from
+from ..flags import BY_DEST, settings_from
+from ..kv.cpu_host import CPU_ISAS, detect_cpu_isa
 from ..gpu.catalog import catalog, common_gpus, from_entry, lookup
 from ..gpu.model import Gpu
 from ..memory.profiles import CURRENT_VERSION, Profile, engine_for, installed_vllm_version, profile_for
@@ -125,23 +126,6 @@ def with_draft(m: Model, settings: Settings, offline: bool) -> Model:
 
 
 # --- the GPU ---------------------------------------------------------------------------------------------
-
-def detect_cpu_isa() -> str:
-    """What vLLM's CPU platform checks on this host (torch.cpu._is_amx_tile_supported /
-    _is_avx512_bf16_supported), read from /proc/cpuinfo without importing torch."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            flags: set[str] = set()
-            for line in f:
-                if line.startswith("flags"):
-                    flags.update(line.partition(":")[2].split())
-                    break
-    except OSError:
-        return "avx512_bf16"
-    if "amx_tile" in flags and "avx512_bf16" in flags:
-        return "amx"
-    return "avx512_bf16" if "avx512_bf16" in flags else "avx2"
-
 
 CPU = Gpu("CPU (vLLM CPU backend)", 0, (0, 0), source="--device cpu")
 

@@ -349,11 +349,13 @@ def run(req: Request, *, out: Console, err: Console, as_json: bool = False, dumm
     want_ctx = "OPENAI_API_SERVER" if launch.entrypoint == "serve" else "LLM_CLASS"
     cmp = S.compare(res, facts, r if run_.started else None, tolerance_pct=tolerance,
                     batch_comparable=r.get("usage_context") in (None, want_ctx))
-    code, outcome, lines = _outcome(res, run_, facts, cmp, timeout)
+    death = S.analyse_death(run_, facts)
+    code, outcome, lines = _outcome(res, run_, facts, cmp, timeout, death)
 
     rec = build_record(src=src, m=m, gpu=the_gpu, res=res, launch=launch, kwargs=kwargs, env_changes=env_changes,
                        run=run_, facts=facts, cmp=cmp, outcome=outcome, code=code, launched_with=launched_with,
                        dummy=dummy_weights, gpu_note=gpu_note)
+    rec["smoke"].update(death=S.death_dict(death), engine_log=run_.log_path)
     if record:
         append_record(record, rec)
     if as_json:
@@ -372,12 +374,20 @@ def run(req: Request, *, out: Console, err: Console, as_json: bool = False, dumm
 
 
 def _outcome(res: plan.Result, run_: S.EngineRun, facts: LogFacts, cmp: S.Comparison,
-             timeout: float) -> tuple[int, str, list[str]]:
+             timeout: float, death: S.Death | None = None) -> tuple[int, str, list[str]]:
     r = run_.result or {}
     lines: list[str] = []
     rule = ("exact (explicit KV budget)" if cmp.exact else f"within {cmp.tolerance_pct:g}% (profiled budget)")
     if run_.leftover_pids:
         lines.append(f"[red]warning:[/] processes {run_.leftover_pids} survived SIGKILL")
+    if death is not None:
+        from ..render.death import death_lines
+
+        measured = any(row.gated and row.measured is not None for row in cmp.rows)
+        lines += death_lines(death, kv_measured=measured)
+        if measured and not cmp.passed:
+            lines.append(f"[red]✘ MISS[/] and {', '.join(cmp.missed)} differ from kvfit's prediction")
+        return 1, f"engine died ({death.signal or 'signal unknown'}) in {death.phase}", lines
     if run_.lock_timed_out:
         return 1, "lock timeout", lines + ["[red]✘ FAILED[/] another vLLM engine run held the lock "
                                           f"({S.lock_path()}) for too long; nothing was started"]

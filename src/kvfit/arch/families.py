@@ -168,6 +168,14 @@ MAMBA_FAMILIES: dict[str, dict] = {
 # heads 0 (other attention-free types keep the base convertor's values).
 MAMBA_CONVERTOR_TYPES = {"mamba", "falcon_mamba"}
 
+# Model types whose transformers config (>= 5.16, what vLLM 0.32 requires) names its state-space layers
+# "linear_attention" in `layer_types`, whatever config.json says (transformers models/<type>/configuration_*.py:
+# Jamba, Mamba, FalconMamba, Mamba2, GraniteMoeHybrid, NemotronH, Bamba map mamba layers to it; Qwen3-Next and
+# Qwen3.5 list it in config.json). FalconH1's layers are "hybrid". vLLM's CPU platform keeps a float16/bfloat16
+# ssm state only for these (platforms/cpu.py::_cpu_mamba_backend).
+LINEAR_ATTENTION_LAYER_TYPES = {"jamba", "mamba", "falcon_mamba", "mamba2", "granitemoehybrid", "nemotron_h",
+                                "bamba", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"}
+
 # Model types whose mamba ssm state dtype is not "auto" by default: value = config key to read,
 # fallback dtype. models/config.py::NemotronHForCausalLMConfig (float32 unless
 # hf_config.mamba_ssm_cache_dtype) and Qwen3_5ForCausalLMConfig (text_config.mamba_ssm_dtype).

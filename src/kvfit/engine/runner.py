@@ -5,10 +5,12 @@ process group, so that kvfit can stop the whole tree (engine core, workers) on a
 
 * SPEC.json: ``{"llm_kwargs": {...vllm.LLM keyword arguments...}, "entrypoint": "serve"|"llm",
   "device": "cuda"|"cpu", "lock_path": "/tmp/kvfit-engine.lock", "prompt_token_ids": [...], "max_tokens": 2}``.
-* RESULT.json is written once, at the end: the numbers vLLM stored on its config objects (cache_config's
-  ``num_gpu_blocks``, ``kv_cache_size_tokens``, ``kv_cache_max_concurrency``; the resolved ``max_model_len``,
-  batch sizes, ...), or the phase that failed and the error. The engine's own log goes to stdout/stderr,
-  which kvfit captures and parses with ``kvfit.engine.logs.parse_log``.
+* RESULT.json holds the numbers vLLM stored on its config objects (cache_config's ``num_gpu_blocks``,
+  ``kv_cache_size_tokens``, ``kv_cache_max_concurrency``; the resolved ``max_model_len``, batch sizes, ...),
+  or the phase that failed and the error. It is rewritten (atomically) as each phase starts, so a runner
+  killed by a signal (an engine core running in this process) still leaves the phase it died in and the
+  numbers measured before. The engine's own log goes to stdout/stderr, which kvfit captures and parses
+  with ``kvfit.logs.parse.parse_log``.
 * Protocol lines on stdout: ``KVFIT_RUNNER waiting-lock`` (another engine run holds the lock),
   ``KVFIT_RUNNER locked`` (the engine starts now; kvfit's timeout counts from here), ``KVFIT_RUNNER engine
   {"cache": ...}`` (cache_config as soon as the engine is up) and ``KVFIT_RUNNER result {...}`` (RESULT.json
@@ -137,12 +139,15 @@ def run(spec: dict, result_path: str) -> int:
     result: dict = {"ok": False, "phase": "lock", "pid": os.getpid()}
     t0 = time.time()
 
-    def finish(code: int) -> int:
+    def checkpoint() -> None:
         result["elapsed_s"] = round(time.time() - t0, 2)
         tmp = result_path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(result, fh)
         os.replace(tmp, result_path)
+
+    def finish(code: int) -> int:
+        checkpoint()
         sys.stdout.write("KVFIT_RUNNER result " + json.dumps(result) + "\n")   # the same, as one JSON line
         sys.stdout.flush()
         return code
@@ -178,6 +183,7 @@ def run(spec: dict, result_path: str) -> int:
         result["usage_context"] = _serve_usage_context() or "LLM_CLASS"
 
     result["phase"] = "engine"
+    checkpoint()
     t1 = time.time()
     try:
         llm = LLM(**spec["llm_kwargs"])
@@ -194,6 +200,7 @@ def run(spec: dict, result_path: str) -> int:
     sys.stdout.flush()
 
     result["phase"] = "generate"
+    checkpoint()
     t2 = time.time()
     try:
         result["generated_token_ids"] = _generate(llm, (result.get("model") or {}).get("vocab_size"),

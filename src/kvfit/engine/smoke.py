@@ -11,6 +11,14 @@ Process handling
     group, waits ``GRACE_S``, then SIGKILLs what is left: every process of the group *and* of the session (a
     child that made its own group stays in the session). Nothing is left behind, so no GPU memory either.
 
+Engine deaths
+  * The engine runs with PYTHONFAULTHANDLER=1 (inherited by vLLM's engine core and workers), so a process
+    killed by SIGILL, SIGSEGV, SIGBUS, SIGFPE or SIGABRT prints "Fatal Python error: <signal>" and its stack.
+  * ``analyse_death`` says where (phase: load, profile, KV sizing, warm-up, generate) and how (the signal
+    by name, from faulthandler, vLLM's "died unexpectedly (exit code: -N)" or the runner's own exit status)
+    an engine died, with the last log lines; the full log of every run that did not pass is kept in
+    ``log_dir()`` ($KVFIT_LOG_DIR, default <tmp>/kvfit-logs) and its path is reported.
+
 Tolerance (documented in the README and in ``kvfit smoke --help``)
   * **Exact** when the KV budget is explicit (``--kv-cache-memory-bytes``, and always on the CPU backend,
     which needs an explicit budget): num_blocks and KV tokens must be equal, max concurrency equal to 1e-9
@@ -38,7 +46,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..logs.parse import LogFacts
+from ..logs.diagnose import SIGNAL_MEANINGS
+from ..logs.parse import ENGINE_PHASES, LogFacts, engine_phase, signal_name
 
 GIB = 1 << 30
 GRACE_S = 8.0
@@ -47,10 +56,16 @@ DEFAULT_LOCK_WAIT_S = 1800.0
 DEFAULT_TOLERANCE_PCT = 5.0
 LOCK_ENV = "KVFIT_ENGINE_LOCK"
 DEFAULT_LOCK = "/tmp/kvfit-engine.lock"
+LOG_DIR_ENV = "KVFIT_LOG_DIR"
 
 
 def lock_path() -> str:
     return os.environ.get(LOCK_ENV) or DEFAULT_LOCK
+
+
+def log_dir() -> str:
+    """Where kvfit keeps the full log of an engine run that did not pass."""
+    return os.environ.get(LOG_DIR_ENV) or os.path.join(tempfile.gettempdir(), "kvfit-logs")
 
 
 def find_vllm() -> bool:
@@ -76,6 +91,7 @@ class EngineRun:
     lock_wait_s: float = 0.0
     elapsed_s: float = 0.0
     leftover_pids: list[int] = field(default_factory=list)   # processes that survived SIGKILL (never expected)
+    log_path: str | None = None            # the full engine log, kept when the run did not pass
 
     @property
     def started(self) -> bool:
@@ -175,6 +191,8 @@ def run_engine(spec: dict, *, timeout: float = DEFAULT_TIMEOUT_S, lock_wait: flo
     Raises Interrupted (after the cleanup) on SIGINT/SIGTERM/SIGHUP; a second signal shortens the cleanup.
     """
     spec = {**spec, "lock_path": spec.get("lock_path") or lock_path()}
+    env = dict(os.environ if env is None else env)
+    env.setdefault("PYTHONFAULTHANDLER", "1")     # a worker killed by SIGILL/SIGSEGV/... prints its stack
     log: list[str] = []
     locked = threading.Event()
     received: list[str] = []
@@ -254,9 +272,101 @@ def run_engine(spec: dict, *, timeout: float = DEFAULT_TIMEOUT_S, lock_wait: flo
             run.result = None
         if run.result is not None and run.result.get("lock_wait_s") is not None:
             run.lock_wait_s = float(run.result["lock_wait_s"])
+    if not run.ok and log:
+        run.log_path = keep_log(log)
     if run.interrupted:
         raise Interrupted(run.interrupted, run)
     return run
+
+
+def keep_log(lines: list[str]) -> str | None:
+    """Write the engine's log to log_dir(); its path, or None when it cannot be written."""
+    d = log_dir()
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=time.strftime("smoke-%Y%m%dT%H%M%S-"), suffix=".log", dir=d)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(lines) + "\n")
+    except OSError:
+        return None
+    return path
+
+
+# --- engine deaths ---------------------------------------------------------------------------------
+
+@dataclass
+class Death:
+    """How and where an engine died (a process killed by a signal, or the engine core gone)."""
+
+    phase: str | None              # "import", "start-up" (not narrower), or one of logs.parse.ENGINE_PHASES
+    signal: str | None             # "SIGILL", ...; None: not known
+    exit_code: int | None          # as vLLM or the OS reported it (negative: -signal)
+    process: str | None            # "VllmWorker-0", "EngineCore_DP0", "runner" (kvfit's engine process)
+    meaning: str                   # what the signal usually means (logs.diagnose.SIGNAL_MEANINGS)
+    frame: str | None              # innermost Python frame at the fault (faulthandler)
+    error: str | None              # the error the runner saw (e.g. "EngineDeadError: ...")
+    evidence: str | None           # which line told (faulthandler, vLLM's process monitor, the exit status)
+    last_lines: list[str]          # the engine log up to the death
+    log_path: str | None           # the full log kvfit kept
+
+
+def analyse_death(run: EngineRun, facts: LogFacts, tail: int = 12) -> Death | None:
+    """The death of the engine in `run`, or None when it did not die (it passed, timed out, was interrupted,
+    or failed with an ordinary error such as vLLM's KV-cache check)."""
+    if run.timed_out or run.interrupted or run.lock_timed_out:
+        return None
+    r = run.result or {}
+    died = next((e for e in facts.errors if e.kind == "engine_died"), None)
+    rc = run.returncode
+    runner_sig = signal_name(-rc) if rc is not None and rc < 0 else None
+    dead_error = r.get("error_type") == "EngineDeadError"
+    if died is None and runner_sig is None and not dead_error:
+        return None
+    labels = died.labels if died else {}
+    sig = labels.get("signal") or runner_sig
+    code = died.numbers.get("exit_code") if died else None
+    process = labels.get("process") or ("runner" if runner_sig else None)
+    if code is None and runner_sig:
+        code = rc
+    phase = died.phase if died and died.phase else None
+    if phase is None:
+        runner_phase = r.get("phase")
+        if runner_phase == "generate":
+            phase = "generate"
+        elif runner_phase in ("import", "platform"):
+            phase = "import"
+        else:
+            phase = engine_phase(run.log) or "start-up"
+    error = f"{r['error_type']}: {r.get('error', '')}".strip() if r.get("error_type") else None
+    idx = _death_line(run.log, died.line if died else None)
+    last = run.log[max(0, idx - tail + 1): idx + 1] if idx is not None else run.log[-tail:]
+    if died and labels.get("evidence") == "Python's faulthandler" and idx is not None:
+        after = run.log[idx + 1: idx + 400]
+        cur = next((i for i, ln in enumerate(after) if ln.lstrip().startswith("Current thread")), None)
+        if cur is not None:       # the faulting thread's innermost frames
+            last += after[cur: cur + 7]
+    meaning = SIGNAL_MEANINGS.get(sig or "", "the signal is not known: vLLM did not report the exit status; "
+                                             "SIGKILL (out of memory) is the usual silent one")
+    return Death(phase, sig, int(code) if code is not None else None, process, meaning, labels.get("frame"), error,
+                 labels.get("evidence") or ("the runner's exit status" if runner_sig else "EngineDeadError"),
+                 last, run.log_path)
+
+
+def _death_line(log: list[str], line: str | None) -> int | None:
+    if line:
+        for i, ln in enumerate(log):
+            if line.strip() and line.strip() in ln:
+                return i
+    return None
+
+
+def death_dict(death: Death | None) -> dict | None:
+    if death is None:
+        return None
+    from dataclasses import asdict
+
+    return asdict(death)
+
 
 
 # --- comparing --------------------------------------------------------------------------------------

@@ -32,8 +32,13 @@ from typing import Any
 
 from .parse import LogError, LogFacts
 
-__all__ = ["Fix", "Diagnosis", "Explanation", "explain", "UTIL_MARGIN", "MAX_UTIL"]
+__all__ = ["Fix", "Diagnosis", "Explanation", "explain", "UTIL_MARGIN", "MAX_UTIL", "FAILURE_KINDS",
+           "SIGNAL_MEANINGS"]
 
+# Diagnosis kinds that mean the logged run failed (every error kind; "ok" is the only other kind).
+FAILURE_KINDS = frozenset({"v0_max_seq_len", "v1_max_seq_len", "no_cache_memory", "free_memory_startup",
+                           "user_max_len_too_long", "cuda_oom", "cannot_autofit", "profiling_memory_changed",
+                           "engine_died"})
 UTIL_MARGIN = 0.01
 MAX_UTIL = 0.99
 GIB = 1024**3
@@ -567,6 +572,88 @@ def _profiling_changed(facts: LogFacts, e: LogError) -> Diagnosis:
     )
 
 
+# What a signal that kills a vLLM process usually means (kvfit smoke prints the same words).
+SIGNAL_MEANINGS = {
+    "SIGILL": "illegal instruction: this CPU (or the VM's virtual CPU) lacks an instruction the vLLM build, or a "
+              "kernel vLLM picked for this CPU, uses",
+    "SIGKILL": "killed from outside the process, usually by the kernel's out-of-memory killer (dmesg shows "
+               "\"Out of memory: Killed process\") or a container's memory limit",
+    "SIGSEGV": "segmentation fault: native code (a vLLM or torch kernel, a driver) touched invalid memory, often "
+               "a mismatch between the vLLM build and torch or the driver",
+    "SIGBUS": "bus error: usually a container's shared memory (/dev/shm) is too small for vLLM's workers",
+    "SIGABRT": "aborted by native code (a failed assertion or an uncaught C++ exception; the lines before it "
+               "name it)",
+    "SIGFPE": "arithmetic fault in native code (an integer division by zero)",
+    "SIGTERM": "terminated by another process (a supervisor, an orchestrator, a timeout)",
+    "SIGINT": "interrupted (Ctrl-C)",
+}
+PHASE_WORDS = {"load": "while loading the model", "profile": "while profiling memory",
+               "KV sizing": "while sizing the KV cache", "warm-up": "during warm-up (after sizing the KV cache)",
+               "generate": "while generating (after start-up)"}
+
+
+def _engine_died(facts: LogFacts, e: LogError) -> Diagnosis:
+    sig, proc = e.labels.get("signal"), e.labels.get("process")
+    code = e.numbers.get("exit_code")
+    phase = e.phase
+    title = "vLLM's engine died" + (f" {PHASE_WORDS[phase]}" if phase in PHASE_WORDS else "")
+    if sig:
+        title += f": {sig}"
+    parts = []
+    who = f"vLLM's process {proc}" if proc else "A vLLM process"
+    if sig:
+        parts.append(f"{who} was killed by {sig}" + (f" (exit code {int(code)})" if code is not None else "")
+                     + f": {SIGNAL_MEANINGS.get(sig, 'see the lines before it')}.")
+    elif proc:
+        parts.append(f"{who} died without a Python error"
+                     + (f" (exit code {int(code)})" if code is not None else " and vLLM did not get its exit code")
+                     + ": a signal killed it. SIGKILL (the out-of-memory killer) leaves no other trace; SIGILL, "
+                     "SIGSEGV, SIGBUS and SIGABRT print \"Fatal Python error\" and the stack when the engine runs "
+                     "with PYTHONFAULTHANDLER=1 (kvfit smoke sets it).")
+    else:
+        parts.append("The engine core stopped (EngineDeadError)"
+                     + (f" after {e.labels['exception']}" if e.labels.get("exception") else "") + ".")
+    if e.labels.get("frame"):
+        parts.append(f"It died in {e.labels['frame']}.")
+    if facts.kv_cache_tokens is not None or facts.num_gpu_blocks is not None:
+        dev = facts.device_label or "GPU"
+        kv = []
+        if facts.kv_cache_tokens is not None:
+            kv.append(f"{_n(facts.kv_cache_tokens)} tokens")
+        if facts.max_concurrency is not None and (facts.max_concurrency_len or facts.max_model_len):
+            kv.append(f"{facts.max_concurrency:.2f}x at {_n(facts.max_concurrency_len or facts.max_model_len)} tokens")
+        if facts.num_gpu_blocks is not None:
+            kv.append(f"{_n(facts.num_gpu_blocks)} blocks")
+        parts.append(f"Before that, vLLM had sized its {dev} KV cache ({', '.join(kv)}); the KV numbers are not the "
+                     "problem.")
+    fixes: list[Fix] = []
+    frame = e.labels.get("frame") or ""
+    if sig == "SIGILL" and "cpu_attention" in frame:
+        fixes.append(Fix("vLLM's CPU attention ran its AMX kernel (bfloat16, block size a multiple of 32). Linux "
+                         "gives a process AMX tile state only when it asks for it (arch_prctl "
+                         "ARCH_REQ_XCOMP_PERM; torch.cpu._init_amx() asks); vLLM 0.32 does not ask, so the first "
+                         "AMX instruction raises SIGILL. --dtype float32 makes vLLM pick its non-AMX kernel.",
+                         {"--dtype": "float32"}, False))
+    if sig == "SIGILL":
+        fixes.append(Fix("Run vLLM on a CPU (or a VM exposing a CPU model) with the instruction sets its build and "
+                         "kernels use (vLLM's CPU wheel picks AMX / AVX-512 kernels from CPUID, through torch), or "
+                         "use a vLLM build made for this CPU.", {}, False))
+    if not frame and sig != "SIGKILL" and (sig or proc):
+        fixes.append(Fix("Run it again with PYTHONFAULTHANDLER=1 in the environment: the dying process then prints "
+                         + ("which signal killed it and " if not sig else "") + "the Python stack it died in.",
+                         {}, False, env={"PYTHONFAULTHANDLER": "1"}))
+    if sig == "SIGKILL" or (sig is None and proc):
+        fixes.append(Fix("Give the engine more memory, or make vLLM take less: a smaller --kv-cache-memory-bytes "
+                         "(CPU backend) or --gpu-memory-utilization, fewer --max-num-seqs, a shorter --max-model-len. "
+                         "`dmesg | grep -i oom` shows whether the OOM killer did it.", {}, False))
+    elif sig == "SIGBUS":
+        fixes.append(Fix("In a container: docker run --ipc=host (or a larger --shm-size).", {}, False))
+    elif sig == "SIGSEGV":
+        fixes.append(Fix("Check that vLLM and torch come from matching builds (pip show vllm torch) and report the "
+                         "frame above to vLLM.", {}, False))
+    return Diagnosis("engine_died", title, " ".join(parts), fixes)
+
+
 _HANDLERS = {
     "v0_max_seq_len": _v0_max_seq_len,
     "v1_max_seq_len": _v1_max_seq_len,
@@ -576,6 +663,7 @@ _HANDLERS = {
     "cuda_oom": _cuda_oom,
     "cannot_autofit": _cannot_autofit,
     "profiling_memory_changed": _profiling_changed,
+    "engine_died": _engine_died,
 }
 
 

@@ -32,7 +32,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["LogError", "LogFacts", "parse_log", "ERROR_KINDS"]
+__all__ = ["LogError", "LogFacts", "parse_log", "ERROR_KINDS", "ENGINE_PHASES", "engine_phase", "signal_name"]
 
 ERROR_KINDS = (
     "v0_max_seq_len",
@@ -43,7 +43,11 @@ ERROR_KINDS = (
     "cuda_oom",
     "cannot_autofit",
     "profiling_memory_changed",
+    "engine_died",
 )
+
+# Where an engine was when it died, in start-up order (engine_phase).
+ENGINE_PHASES = ("load", "profile", "KV sizing", "warm-up", "generate")
 
 GIB = 1024**3
 
@@ -54,7 +58,13 @@ class LogError:
 
     ``numbers`` holds every number the message states, named; ``labels`` holds the non-numeric parts
     (e.g. ``derived_key`` = ``"max_position_embeddings"``, ``device`` = ``"cuda:0"``).
-    ``phase`` is only set for ``cuda_oom``.
+    ``phase`` is only set for ``cuda_oom`` (loading / profiling / graph_capture / sampling) and
+    ``engine_died`` (one of ENGINE_PHASES, or None when the log does not show it).
+    ``engine_died``: a vLLM process was killed by a signal or the engine core died (EngineDeadError);
+    ``numbers`` may hold ``exit_code`` (negative: -signal), ``labels`` ``signal`` (e.g. "SIGILL"),
+    ``process`` (e.g. "VllmWorker-0"), ``frame`` (the innermost Python frame Python's faulthandler printed,
+    "function (file.py:line)"), ``evidence`` (which line said so) and ``exception`` (the engine core's
+    error when no signal is known).
     """
 
     kind: str
@@ -270,6 +280,37 @@ RX_ERR_AUTOFIT = R(r"Cannot auto-fit max_model_len")
 RX_ERR_PROFILE_FREE = R(
     r"Error in memory profiling\. Initial free memory (" + _FLOAT + r") GiB, current free memory (" + _FLOAT + r") GiB"
 )
+# engine deaths (v1/executor/multiproc_executor.py, v1/utils.py, v1/engine/utils.py, v1/engine/exceptions.py
+# in 0.32; Python's faulthandler; the shell and docker)
+RX_WORKER_DIED = R(r"Worker proc (\S+) died unexpectedly \(exit code: (-?\d+|None)\)")
+RX_PROC_DIED = R(r"Process (\S+) \(PID: \d+\) died with exit code (-?\d+)")
+RX_CORE_DIED = R(r"Engine core process (\S+) died unexpectedly")
+RX_CORE_INIT_FAILED = R(r"Engine core initialization failed\..*?Failed core proc\(s\): \{([^}]*)\}")
+RX_CORE_EXITED = R(r"engine core exited unexpectedly")
+RX_ENGINE_DEAD = R(r"\bEngineDeadError\b|EngineCore encountered an issue")
+RX_CORE_FATAL = R(r"EngineCore encountered a fatal error")
+RX_FAULTHANDLER = R(r"Fatal Python error: (Illegal instruction|Segmentation fault|Bus error|Floating[- ]point exception|"
+                    r"Aborted)")
+RX_FAULT_FRAME = R(r'^\s*File "([^"]*)", line (\d+) in (\S+)')
+# bash: the whole line, or a job line ("bash: line 1:  4242 Killed    cmd", "[1]+  Killed    cmd")
+RX_SHELL_SIGNAL = R(r"^(?:(?:\S+: )?line \d+:\s+\d+\s+|\[\d+\][+-]?\s+)?"
+                    r"(Illegal instruction|Segmentation fault|Bus error|Killed|Aborted)(?: \(core dumped\))?"
+                    r"(?:\s{2,}\S.*)?$")
+RX_EXITED_CODE = R(r"\bexited with code (\d+)\b")
+RX_EXCEPTION_LINE = R(r"^(?:[\w.]+\.)?([A-Z]\w*(?:Error|Exception|Interrupt)):\s*(.*)$")
+
+_SIGNAL_NUMBERS = {"SIGHUP": 1, "SIGINT": 2, "SIGQUIT": 3, "SIGILL": 4, "SIGTRAP": 5, "SIGABRT": 6, "SIGBUS": 7,
+                   "SIGFPE": 8, "SIGKILL": 9, "SIGSEGV": 11, "SIGPIPE": 13, "SIGTERM": 15}   # Linux numbering
+_SIGNAL_TEXT = {"illegal instruction": "SIGILL", "segmentation fault": "SIGSEGV", "bus error": "SIGBUS",
+                "floating-point exception": "SIGFPE", "floating point exception": "SIGFPE", "aborted": "SIGABRT",
+                "killed": "SIGKILL"}
+
+
+def signal_name(number: int) -> str | None:
+    """Linux signal number -> name (SIGILL for 4); None for numbers kvfit does not name."""
+    return next((k for k, v in _SIGNAL_NUMBERS.items() if v == number), None)
+
+
 RX_OOM = R(r"\b(CUDA|HIP|XPU|NPU|MPS)? ?out of memory", re.IGNORECASE)
 RX_OOM_TRIED = R(r"Tried to allocate (" + _FLOAT + r")\s*(KiB|MiB|GiB|TiB|B)\b")
 RX_OOM_NEW = R(
@@ -616,6 +657,179 @@ def _oom_phase(lines: list[str], idx: int) -> str | None:
 
 
 _PHASE_RANK = {"sampling": 4, "graph_capture": 3, "loading": 2, "profiling": 1, None: 0}
+
+
+def engine_phase(lines: list[str], upto: int | None = None) -> str | None:
+    """The start-up phase an engine was in at line `upto` (default: the end), from vLLM's progress lines:
+    "Starting to load model" (load), "Model loading took" (profile), the KV budget ("Available KV cache
+    memory", the CPU backend's "GiB for KV cache on node") (KV sizing), the capacity line ("KV cache size:
+    N tokens") (warm-up: CUDA graphs, the dummy sampler run), "init engine (profile, create kv cache, warmup
+    model) took" (generate: the engine serves requests). None: no progress line seen."""
+    end = len(lines) if upto is None else upto
+    phase = None
+    for ln in lines[:end]:
+        low = ln.lower()
+        if RX_INIT_DONE.search(ln):
+            phase = "generate"
+        elif RX_KV_SIZE.search(ln) or RX_CONCURRENCY.search(ln) or "graph capturing" in low:
+            phase = "warm-up" if phase != "generate" else phase
+        elif RX_AVAILABLE_KV.search(ln) or RX_CPU_EXPLICIT.search(ln) or RX_CPU_AUTO.search(ln) \
+                or RX_FREE_032.search(ln):
+            phase = "KV sizing" if phase not in ("warm-up", "generate") else phase
+        elif RX_LOAD_V1.search(ln) or RX_LOAD_V0.search(ln):
+            phase = "profile" if phase in (None, "load") else phase
+        elif RX_START_LOAD.search(ln):
+            phase = "load" if phase is None else phase
+    return phase
+
+
+def _phase_from_fault_frames(names: list[str]) -> str | None:
+    """The phase a faulthandler / traceback stack shows (callers first or last, any order)."""
+    low = [n.lower() for n in names]
+    if any(n in ("load_model", "load_weights", "_load_model", "get_model") for n in low):
+        return "load"
+    if any(n in ("profile_run", "determine_available_memory", "_dummy_sampler_run") or n.startswith("profile")
+           for n in low):
+        return "profile"
+    if any(n in ("initialize_kv_cache", "initialize_from_config", "get_kv_cache_configs", "_initialize_kv_caches",
+                 "allocate_kv_cache", "_allocate_kv_cache_tensors", "initialize_kv_cache_tensors") for n in low):
+        return "KV sizing"
+    if any(n in ("compile_or_warm_up_model", "capture_model", "_dummy_run", "warming_up_model") for n in low):
+        return "warm-up"
+    if any(n in ("execute_model", "sample_tokens", "step", "step_with_batch_queue") for n in low):
+        return "generate"
+    return None
+
+
+def _fault_stack(lines: list[str], idx: int) -> tuple[str | None, list[str]]:
+    """After faulthandler's "Fatal Python error" at idx: (innermost frame "func (file.py:N)", all frame names)."""
+    frames: list[tuple[str, str, str]] = []
+    block = lines[idx + 1: idx + 400]
+    # several threads: "Thread 0x... (most recent call first):" blocks, the faulting one is "Current thread"
+    start = next((i + 1 for i, ln in enumerate(block) if _strip_prefix(ln).startswith("Current thread")), None)
+    if start is None:
+        start = next((i + 1 for i, ln in enumerate(block) if "(most recent call first)" in ln), 0)
+    for ln in block[start:]:
+        m = RX_FAULT_FRAME.search(_strip_prefix(ln))
+        if m:
+            frames.append((m.group(1), m.group(2), m.group(3)))
+        elif frames:
+            break
+    if not frames:
+        return None, []
+    # the innermost frame outside torch's dispatch layers names the kernel (vllm/_custom_ops.py, a model file)
+    path, line_no, func = next((f for f in frames if "/torch/" not in f[0]), frames[0])
+    return f"{func} ({path.rsplit('/', 1)[-1]}:{line_no})", [f[2] for f in frames]
+
+
+_PREFIX = R(r"^\((?:[\w\-]+ )?pid=\d+\)\s*")
+
+
+def _strip_prefix(line: str) -> str:
+    return _PREFIX.sub("", line)
+
+
+def _exit_signal(code: str | int | None) -> str | None:
+    try:
+        n = int(code)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return signal_name(-n) if n < 0 else None
+
+
+def _parse_death(c: _Collector, lines: list[str]) -> None:
+    """One ``engine_died`` error from every sign of a dead engine process in the log (see LogError)."""
+    nums: dict[str, float | int] = {}
+    labels: dict[str, str] = {}
+    where: int | None = None
+    first_line = ""
+    dead_engine = False
+
+    def note(idx: int, line: str, evidence: str) -> None:
+        nonlocal where, first_line
+        if where is None:
+            where, first_line = idx, line
+        labels.setdefault("evidence", evidence)
+        c.keep(line)
+
+    frame_names: list[str] = []
+    for idx, line in enumerate(lines):
+        m = RX_FAULTHANDLER.search(line)
+        if m:
+            labels.setdefault("signal", _SIGNAL_TEXT[m.group(1).lower()])
+            frame, frame_names = _fault_stack(lines, idx)
+            if frame:
+                labels.setdefault("frame", frame)
+            note(idx, line, "Python's faulthandler")
+            continue
+        m = RX_WORKER_DIED.search(line) or RX_PROC_DIED.search(line)
+        if m:
+            labels.setdefault("process", m.group(1))
+            sig = _exit_signal(m.group(2))
+            if m.group(2) not in ("None", None):
+                nums.setdefault("exit_code", int(m.group(2)))
+            if sig:
+                labels.setdefault("signal", sig)
+            if sig or m.group(2) in ("None", None):      # a clean non-zero exit is not a death by signal
+                note(idx, line, "vLLM's process monitor")
+            continue
+        m = RX_CORE_DIED.search(line)
+        if m:
+            labels.setdefault("process", m.group(1))
+            note(idx, line, "vLLM's process monitor")
+            continue
+        m = RX_CORE_INIT_FAILED.search(line)
+        if m:
+            for name, code in re.findall(r"'([^']+)':\s*(-?\d+)", m.group(1)):
+                sig = _exit_signal(code)
+                if sig:
+                    labels.setdefault("process", name)
+                    labels.setdefault("signal", sig)
+                    nums.setdefault("exit_code", int(code))
+                    note(idx, line, "vLLM's process monitor")
+            continue
+        m = RX_SHELL_SIGNAL.search(line.strip())
+        if m:
+            labels.setdefault("signal", _SIGNAL_TEXT[m.group(1).lower()])
+            note(idx, line, "the shell")
+            continue
+        m = RX_EXITED_CODE.search(line)
+        if m and 128 < int(m.group(1)) < 160 and signal_name(int(m.group(1)) - 128):
+            labels.setdefault("signal", signal_name(int(m.group(1)) - 128) or "")
+            nums.setdefault("exit_code", int(m.group(1)))
+            note(idx, line, "exit code 128 + signal")
+            continue
+        if RX_CORE_EXITED.search(line) or RX_ENGINE_DEAD.search(line) or RX_CORE_FATAL.search(line):
+            if not dead_engine:
+                c.keep(line)
+            dead_engine = True
+            if RX_CORE_FATAL.search(line) and "exception" not in labels:
+                for later in lines[idx + 1: idx + 200]:
+                    mm = RX_EXCEPTION_LINE.search(_strip_prefix(later).split("] ", 1)[-1].strip())
+                    if mm:
+                        labels["exception"] = f"{mm.group(1)}: {mm.group(2)}".strip()
+                        break
+            if where is None and labels.get("signal") is None:
+                first_line = first_line or line
+    signal_known = "signal" in labels
+    if not (signal_known or where is not None or dead_engine):
+        return
+    if not signal_known and any(e.kind != "engine_died" for e in c.facts.errors):
+        # EngineDeadError, or a worker gone without an exit code, after an error kvfit explains (an OOM, vLLM's
+        # KV check): that error is the cause, the rest is the executor shutting down
+        return
+    if where is None:
+        where = next((i for i, ln in enumerate(lines) if RX_ENGINE_DEAD.search(ln) or RX_CORE_FATAL.search(ln)
+                      or RX_CORE_EXITED.search(ln)), len(lines))
+        labels.setdefault("evidence", "EngineDeadError")
+    phase = _phase_from_fault_frames(frame_names) if frame_names else None
+    marker_phase = engine_phase(lines, where)
+    if phase is None or (phase == "generate" and marker_phase not in (None, "generate")):
+        phase = marker_phase          # the stack alone cannot tell serving from start-up steps
+    if (signal_known or "process" in labels) and labels.get("exception", "").startswith("RuntimeError: cancelled"):
+        labels.pop("exception")    # the executor's own message once a worker is gone
+    c.facts.errors.append(LogError("engine_died", nums, first_line or lines[where] if where < len(lines) else first_line,
+                                   phase=phase, labels=labels))
 
 
 def _parse_errors(c: _Collector, lines: list[str]) -> None:
@@ -981,6 +1195,7 @@ def parse_log(text: str) -> LogFacts:
             c.keep(line)
 
     _parse_errors(c, lines)
+    _parse_death(c, lines)
     for e in f.errors:
         if e.kind == "v0_max_seq_len":
             engine_hint_v0 = True

@@ -15,6 +15,7 @@ from ..arch.model import ModelArch
 from ..arch import families as F
 from ..errors import BadFlag, BadInput
 from ..gpu.model import Gpu
+from ..kv import cpu_host
 from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from ..kv.layout import KVLayout, KVOptions, build_layout
 from ..kv.specs import RequestContext
@@ -133,14 +134,12 @@ def default_block_size(arch: ModelArch, settings: Settings, gpu: Gpu | None = No
     """cache_config.block_size before the hybrid alignment (spec §1.12).
 
     CUDA: CacheConfig.DEFAULT_BLOCK_SIZE 16, or the MLA backend's preferred size (FLASHMLA_SPARSE 64
-    for DeepSeek-V3.2-style indexed models, FLASHINFER_MLA 32 on SM 10.x). CPU (platforms/cpu.py):
-    128 unless --block-size; the reference CPU MLA kernel forces 16 even over a user value; the
-    AMX MLA path keeps 128.
+    for DeepSeek-V3.2-style indexed models, FLASHINFER_MLA 32 on SM 10.x). CPU: per host ISA path,
+    kv.cpu_host.block_size (platforms/cpu.py).
     """
     if settings.device == "cpu":
-        if arch.use_mla and not settings.cpu_amx:
-            return 16
-        return settings.block_size or 128
+        return cpu_host.block_size(cpu_host.from_settings(settings), use_mla=arch.use_mla,
+                                   user_block_size=settings.block_size, model_type=arch.model_type)
     if settings.block_size:
         return settings.block_size
     if arch.use_mla:
@@ -224,10 +223,9 @@ def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile, con
                        f"({arch.encoder_item_tokens} tokens); vLLM refuses that "
                        "(\"Chunked MM input disabled but max_tokens_per_mm_item ...\")",
                        f"Use --max-num-batched-tokens {arch.encoder_item_tokens} or more.")
-    if profile.engine != "V0" and settings.device == "cpu" and arch.use_mla and not settings.cpu_amx:
-        # platforms/cpu.py: MLA on the CPU backend turns chunked prefill and prefix caching off and
-        # sets max_num_batched_tokens = max(max_model_len, 2048), over any user value.
-        mnbt = max(length, 2048)
+    if profile.engine != "V0" and settings.device == "cpu" and cpu_host.mla_disables_chunking(
+            cpu_host.from_settings(settings), use_mla=arch.use_mla, model_type=arch.model_type):
+        mnbt = cpu_host.mla_max_num_batched_tokens(length)      # CPU_MLA: over any user value
     return Resolved(length, asked == -1, util, mnbt, seqs, default_block_size(arch, settings, gpu),
                     model_dtype, kv_str, kv_bytes)
 
@@ -235,11 +233,12 @@ def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile, con
 def _mamba_cache_mode(arch: ModelArch, settings: Settings) -> str:
     """models/config.py::MambaModelConfig: "align" when prefix caching is on, else "none". Prefix caching
     defaults on for decoders and hybrids, off for attention-free and encoder-decoder models
-    (ModelConfig.is_prefix_caching_supported); CPU MLA turns it off (platforms/cpu.py)."""
+    (ModelConfig.is_prefix_caching_supported); CPU_MLA turns it off (kv.cpu_host.mla_disables_chunking)."""
     prefix = settings.enable_prefix_caching
     if prefix is None:
         prefix = not arch.is_attention_free and not arch.is_encoder_decoder
-    if settings.device == "cpu" and arch.use_mla and not settings.cpu_amx:
+    if settings.device == "cpu" and cpu_host.mla_disables_chunking(cpu_host.from_settings(settings),
+                                                                   use_mla=arch.use_mla, model_type=arch.model_type):
         prefix = False
     return "align" if prefix and arch.mamba_layers else "none"
 
@@ -278,21 +277,21 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
         hybrid = False
     # Mamba state dtypes (MambaStateDtypeCalculator): conv = mamba_cache_dtype (auto: model dtype),
     # ssm = mamba_ssm_cache_dtype (auto: the model's default, else the conv dtype). The CPU platform
-    # resets the ssm dtype to float32 on AVX512-BF16 hosts unless a GDN model asks for bf16/fp16.
+    # resets it per host ISA path (kv.cpu_host.ssm_cache_dtype).
     model_bytes = DTYPE_BYTES[r.model_dtype]
     conv = model_bytes if settings.mamba_cache_dtype == "auto" else DTYPE_BYTES[settings.mamba_cache_dtype]
     ssm_dtype = settings.mamba_ssm_cache_dtype
     if ssm_dtype == "auto" and arch.mamba_ssm_dtype:
         ssm_dtype = arch.mamba_ssm_dtype
-    if settings.device == "cpu" and settings.cpu_avx512_bf16 and ssm_dtype != "float32":
-        if not (arch.gdn_layer_types and ssm_dtype in ("float16", "bfloat16")):
-            ssm_dtype = "float32"
+    if settings.device == "cpu":
+        ssm_dtype = cpu_host.ssm_cache_dtype_for(cpu_host.from_settings(settings), arch, ssm_dtype)
     ssm = conv if ssm_dtype == "auto" else DTYPE_BYTES[ssm_dtype]
     return KVOptions(block_size=block_size or r.block_size, kv_dtype_bytes=r.kv_dtype_bytes,
                      kv_cache_dtype=r.kv_cache_dtype, tensor_parallel_size=settings.tensor_parallel_size,
                      pipeline_parallel_size=settings.pipeline_parallel_size, hybrid_manager=hybrid,
                      disable_sliding_window=settings.disable_sliding_window,
-                     kernel_block_base=32 if settings.device == "cpu" else 16,
+                     kernel_block_base=cpu_host.kernel_block_base(cpu_host.from_settings(settings), use_mla=arch.use_mla)
+                     if settings.device == "cpu" else 16,
                      mamba_cache_mode=_mamba_cache_mode(arch, settings), mamba_conv_bytes=conv,
                      mamba_ssm_bytes=ssm,
                      num_speculative_tokens=settings.num_speculative_tokens if method else 0,
