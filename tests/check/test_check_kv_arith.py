@@ -65,12 +65,15 @@ def test_null_block_feasibility_boundary(check_json):
     assert bad["capacity"]["needed_bytes"] == 585 * ORPHEUS_BPB
     # vLLM's longest length for this budget is that same bound
     assert bad["what_if"]["longest_max_model_len"] == 9344
-    # kvfit keeps the asked length and raises the pinned budget to the least whole MiB that holds it: 585 blocks
-    # for the request + the null block = 586 x 1,835,008 = 1,075,314,688 B -> 1026 MiB (1025 MiB is 1,074,790,400)
+    # the budget is the user's: kvfit keeps it and recommends that longest length
     rec = bad["recommendation"]
-    assert rec["max_model_len"] == 9345 and rec["gpu_memory_utilization"] is None
-    assert rec["kv_cache_memory_bytes"] == 1026 * (1 << 20)
-    assert f"--kv-cache-memory-bytes {1026 * (1 << 20)}" in rec["command"]["text"]
+    assert rec["max_model_len"] == 9344 and rec["gpu_memory_utilization"] is None
+    assert rec["kv_cache_memory_bytes"] == 1 << 30 and "--max-model-len 9344" in rec["command"]["text"]
+    # with the length as a goal, kvfit grows the budget instead, to the least whole MiB that holds it: 585 blocks
+    # for the request + the null block = 586 x 1,835,008 = 1,075,314,688 B -> 1026 MiB (1025 MiB is 1,074,790,400)
+    goal = check_json(ORPHEUS, "--gpu", "RTX 3090", "--kv-cache-memory-bytes", "1GiB", "--max-model-len", "9345",
+                      "--context", "9345", rc=1)["recommendation"]
+    assert goal["max_model_len"] == 9345 and goal["kv_cache_memory_bytes"] == 1026 * (1 << 20)
 
 
 def test_exact_budget_for_one_request(check_json):

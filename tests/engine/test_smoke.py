@@ -363,12 +363,12 @@ def _measured(res, scale: float = 1.0) -> dict:
 def profiled_and_explicit(llama_a):
     """llama_a on an 80 GiB GPU: vLLM profiles the budget (utilization) / gets it explicitly."""
     from kvfit.plan import evaluate as plan
-    from kvfit.app.check import load_model
+    from kvfit.app.inputs import load_model
     from kvfit.gpu.model import Gpu
     from kvfit.memory.profiles import profile_for
     from kvfit.settings import Settings
 
-    m = load_model(str(llama_a), None, True)
+    m = load_model(str(llama_a), None, True)[0]
     gpu = Gpu("H100 80GB", 85_520_809_984, (9, 0))
     prof = profile_for("0.32.0")
     profiled = plan.evaluate(m, gpu, Settings(max_model_len=4096), prof)

@@ -15,9 +15,8 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from kvfit.cli import app as cli
+from kvfit_harness import invoke
 from kvfit.logs.diagnose import explain
 from kvfit.logs.parse import engine_phase, parse_log
 
@@ -64,13 +63,13 @@ def test_plain_vllm_sigill_log_is_not_reported_as_a_healthy_start():
 
 
 def test_explain_cli_on_the_sigill_log():
-    result = CliRunner().invoke(cli.app, ["explain", str(PLAIN), "--offline"])
-    out = " ".join(result.output.split())
-    assert result.exit_code == 0, result.output
+    result = invoke(["explain", str(PLAIN), "--offline"])
+    out = " ".join(result.out.split())
+    assert result.exit_code == 0, result.out
     assert "✔ vLLM started" not in out and "✘ vLLM's engine died while generating" in out
     assert "killed by SIGILL" in out
-    result = CliRunner().invoke(cli.app, ["explain", str(PLAIN), "--offline", "--json"])
-    doc = json.loads(result.output)
+    result = invoke(["explain", str(PLAIN), "--offline", "--json"])
+    doc = json.loads(result.out)
     assert doc["failed"] is True and doc["diagnoses"][0]["kind"] == "engine_died"
     assert doc["facts"]["kv_cache_tokens"] == 682_625
 

@@ -198,15 +198,16 @@ def test_kernel_library(isa, lib):
 # --- through kvfit's evaluation -------------------------------------------------------------------
 
 def test_settings_carry_the_path_into_the_evaluation():
-    """make_settings(--cpu-isa X) -> Settings -> from_settings: the same KV decisions as X (avx512 and avx2
-    differ only in the kernel library)."""
-    from kvfit.app.check import make_settings
+    """--cpu-isa X through the flag table -> Settings -> from_settings: the same KV decisions as X (avx512 and
+    avx2 differ only in the kernel library)."""
+    from kvfit.app.inputs import parse_values
+    from kvfit.flags import settings_from
+    from kvfit.settings import Settings
 
     for isa in C.CPU_ISAS:
-        s = make_settings(max_model_len="3000", gpu_memory_utilization=None, tensor_parallel_size=1,
-                          pipeline_parallel_size=1, dtype="auto", kv_cache_dtype="auto", block_size=None,
-                          max_num_seqs=None, max_num_batched_tokens=None, enforce_eager=True,
-                          kv_cache_memory_bytes="64MiB", device="cpu", entrypoint="llm", cpu_isa=isa)
+        values = parse_values({"max_model_len": "3000", "enforce_eager": True, "kv_cache_memory_bytes": "64MiB",
+                               "device": "cpu", "cpu_isa": isa})
+        s = settings_from(values, Settings(device="cpu", entrypoint="llm")).validate()
         got, want = C.from_settings(s), HOSTS[isa]
         for use_mla in (True, False):
             assert C.block_size(got, use_mla=use_mla, user_block_size=None) == \

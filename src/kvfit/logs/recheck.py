@@ -15,12 +15,10 @@ from ..plan.goals import Goals
 from ..plan.policy import UNPROBED_CEILING
 from ..plan.search import longest_length
 from ..settings import DTYPES, KV_CACHE_DTYPES, Settings
-from .diagnose import Explanation, Fix
+from .diagnose import FAILURE_KINDS, Explanation, Fix
 from .parse import LogFacts
 
 GIB = 1 << 30
-FAILURE_KINDS = {"v0_max_seq_len", "v1_max_seq_len", "no_cache_memory", "free_memory_startup",
-                 "user_max_len_too_long", "cuda_oom", "cannot_autofit", "profiling_memory_changed"}
 KV_KINDS = {"v0_max_seq_len", "v1_max_seq_len", "no_cache_memory", "cannot_autofit", "ok"}
 
 

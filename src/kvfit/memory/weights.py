@@ -28,6 +28,8 @@ What vLLM does when it loads a checkpoint, and what this module reproduces:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from ..arch.model import AttentionLayer, Linear, ModelArch, ParamLayout, QuantScheme
@@ -451,6 +453,10 @@ def _offload_split(layer_bytes: float, layers: int, budget: int, arch: ModelArch
     else:
         sizes = [1, 1, 1, 1]
     total = sum(sizes)
+    if not (math.isfinite(layer_bytes) and math.isfinite(total) and total > 0):
+        from ..errors import ConfigError
+
+        raise ConfigError("config.json's sizes give weights too large to place (--cpu-offload-gb)")
     params = [layer_bytes * s / total for s in sizes]
     moved = 0.0
     for _ in range(layers):

@@ -9,10 +9,11 @@ first that fails; without goals, vLLM's own question: will it start and serve ma
 The recommendation, the smallest change that meets the goals with the headroom, within the ceiling
 (plan/policy.py), each candidate re-checked by plan.goals.judge:
   1. the launch as given, when it meets them;
-  2. keep the length, change the memory: the least gpu_memory_utilization up to the ceiling (or, with
-     --kv-cache-memory-bytes, the least KV budget that fits);
+  2. keep the length, change the memory: the least gpu_memory_utilization up to the ceiling;
   3. keep the memory, shorten the length (not when --context makes the length a goal, nor for auto-fit): the
-     longest max_model_len at the launch's own utilization (within the ceiling);
+     longest max_model_len at the launch's own utilization (within the ceiling). An explicit KV budget
+     (--kv-cache-memory-bytes, the CPU backend) is the user's memory decision: kvfit keeps it and shortens
+     the length first, and grows the budget only when the length is a goal;
   4. the cheapest alternative that meets them (plan/alternatives.py), saying what it needs when it needs
      more GPUs, a larger GPU or another checkpoint.
 When nothing on the GPUs given meets the goals, the answer says so (nothing_fits) and never proposes a
@@ -127,21 +128,30 @@ def plan(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: Go
                 c = _settle(model, gpu, profile, goals, pol, best, as_given.utilization, settings.gpu_memory_utilization)
                 rec = _option("", -1, settings, c, least_util=best.utilization)
         elif pinned or not cuda:
+            # an explicit KV budget is the user's memory decision: keep it (fix only the startup check) and
+            # shorten the length; grow the budget only when the length is a goal (--context) or auto-fit
             s0 = base
             if cuda and not as_given.result.startup_ok:     # vLLM still checks free memory >= total x util
                 s0 = replace(base, gpu_memory_utilization=min(as_given.utilization, pol.ceiling))
             c = try_judge(model, gpu, s0, profile, goals, H)
-            if c is None or not c.meets:
+            if c is not None and c.meets:
+                rec = _option("", -1, settings, c)
+            elif not hard and settings.max_model_len != -1:
+                length, c = longest_length(model, gpu, s0, profile, goals, H)
+                if length and c is not None:
+                    rec = _option("", -1, settings, c, context=length)
+                    notes.append(f"max_model_len {as_given.max_model_len:,} does not fit the KV budget; "
+                                 f"{length:,} does")
+            if rec is None:
                 m = as_given.result.memory
                 room = min(gpu.total_bytes, gpu.free_bytes or gpu.total_bytes)
                 limit = room - m.weights_bytes - m.activation_bytes - m.cudagraph_bytes - m.non_torch_bytes - H \
                     if cuda else 1 << 42
                 c = least_kv_budget(model, gpu, s0, profile, goals, H, limit)
-            if c is not None and c.meets:
-                rec = _option("", -1, settings, c)
-        if rec is None and not hard and settings.max_model_len != -1:
-            s = base if pinned or not cuda or as_given.utilization <= pol.ceiling else \
-                replace(base, gpu_memory_utilization=pol.ceiling)
+                if c is not None and c.meets:
+                    rec = _option("", -1, settings, c)
+        if rec is None and cuda and not pinned and not hard and settings.max_model_len != -1:
+            s = base if as_given.utilization <= pol.ceiling else replace(base, gpu_memory_utilization=pol.ceiling)
             length, c = longest_length(model, gpu, s, profile, goals, H)
             if length and c is not None:
                 rec = _option("", -1, settings, c, context=length)
