@@ -19,7 +19,8 @@ Choices documented here:
 * **Raising utilisation** to fit a longer context: the extra KV bytes are ``(needed_tokens - have_tokens) *
   bytes_per_token`` where bytes/token is ``available_kv_gib / kv_tokens`` from the log (V0) or
   ``needed_gib - available_gib`` directly (V1); the new utilisation is ``util + extra/total`` rounded *up*
-  to 0.01, plus 0.01 margin for the rounded GiB figures.  Proposed only when it stays <= 0.99 (and within
+  to 0.01, plus 0.01 margin for the rounded GiB figures.  Proposed only when it stays within kvfit's ceiling
+  for a GPU it has not probed (plan/policy.py, 0.95: the same on every path) and within
   the free memory when that is known); otherwise the explanation says the GPU is too small.
 """
 
@@ -30,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..plan.policy import UNPROBED_CEILING
 from .parse import LogError, LogFacts
 
 __all__ = ["Fix", "Diagnosis", "Explanation", "explain", "UTIL_MARGIN", "MAX_UTIL", "FAILURE_KINDS",
@@ -40,7 +42,7 @@ FAILURE_KINDS = frozenset({"v0_max_seq_len", "v1_max_seq_len", "no_cache_memory"
                            "user_max_len_too_long", "cuda_oom", "cannot_autofit", "profiling_memory_changed",
                            "engine_died"})
 UTIL_MARGIN = 0.01
-MAX_UTIL = 0.99
+MAX_UTIL = UNPROBED_CEILING            # plan/policy.py: one ceiling on every path
 GIB = 1024**3
 
 
