@@ -17,6 +17,8 @@ it start and serve max_model_len.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 
 from ..errors import BadFlag, KvfitError
@@ -140,9 +142,39 @@ class Check:
         return tuple(why for _, why in self.unmet)
 
 
+_MEMO: ContextVar[dict | None] = ContextVar("kvfit_judge_memo", default=None)
+
+
+@contextmanager
+def remembered():
+    """Within this block, judge() answers a launch it has judged before from memory (the planner's searches
+    probe the same launches many times; judge is a pure function of its arguments)."""
+    token = _MEMO.set({})
+    try:
+        yield
+    finally:
+        _MEMO.reset(token)
+
+
 def judge(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: Goals, headroom: int) -> Check:
     """Evaluate one launch and hold it to the goals with `headroom` bytes of slack. Raises BadInput when vLLM
     would refuse the settings outright."""
+    memo = _MEMO.get()
+    if memo is None:
+        return _judge(model, gpu, settings, profile, goals, headroom)
+    key = (id(model), gpu, settings, profile, goals, headroom)
+    if key not in memo:
+        try:
+            memo[key] = _judge(model, gpu, settings, profile, goals, headroom)
+        except KvfitError as e:
+            memo[key] = e
+    hit = memo[key]
+    if isinstance(hit, KvfitError):
+        raise hit
+    return hit
+
+
+def _judge(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: Goals, headroom: int) -> Check:
     res = evaluate(model, gpu, settings, profile)
     lay, cap, mem, r = res.layout, res.capacity, res.memory, res.resolved
     want = goals.sequences

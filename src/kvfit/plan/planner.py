@@ -31,7 +31,7 @@ from ..settings import Settings
 from ..units import MiB
 from .alternatives import Ctx, Option, alternatives
 from .evaluate import Model, resolve
-from .goals import Check, Goals, as_written, judge, try_judge, with_length
+from .goals import Check, Goals, as_written, judge, remembered, try_judge, with_length
 from .policy import Policy, policy_for
 from .search import least_kv_budget, least_utilization, longest_length
 
@@ -105,6 +105,12 @@ def plan(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: Go
          gpu_count: int | None = None, catalog: tuple[Gpu, ...] = ()) -> Plan:
     """The answer for one launch on one GPU. `gpu_count`: GPUs like `gpu` present (None: unknown);
     `catalog`: GPUs a larger-GPU alternative may name."""
+    with remembered():
+        return _plan(model, gpu, settings, profile, goals, gpu_count, catalog)
+
+
+def _plan(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: Goals, gpu_count: int | None,
+          catalog: tuple[Gpu, ...]) -> Plan:
     goals = goals.validate()
     settings = settings.validate()
     pol = policy_for(gpu, goals, settings.device)
