@@ -193,6 +193,27 @@ class ModelArch:
         return replace(self, layers=self.layers + tuple(replace(x, draft=True) for x in layers))
 
     @property
+    def label(self) -> str:
+        """The architecture in words, for people: attention kind, MoE, hybrid layer counts, towers."""
+        fam = self.family
+        if fam == "mamba-hybrid":
+            core = f"hybrid: {len(self.mamba_layers)} mamba + {len(self.attention_layers)} attention layers"
+        elif fam.startswith("dense ") and self.num_experts:
+            core = fam[len("dense "):]
+        elif fam == "mla":
+            core = "MLA"
+        else:
+            core = {"mla": "MLA", "mamba": "mamba (state space)"}.get(fam, fam)
+        if self.num_experts:
+            active = f", {self.experts_per_token} active" if self.experts_per_token else ""
+            core = f"MoE ({self.num_experts} experts{active}), {core}"
+        names = " ".join(self.architectures)
+        if any(k in names for k in ("ForConditionalGeneration", "VL", "Vision", "Llava")) and \
+                not self.is_encoder_decoder:
+            core += ", with a vision/audio tower"
+        return core
+
+    @property
     def family(self) -> str:
         kinds = {x.kind for x in self.layers}
         if not kinds:

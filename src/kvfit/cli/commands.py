@@ -135,10 +135,12 @@ def models(ns: Namespace, words: list[str], out, err) -> int:
     for e in entries():
         try:
             a = normalize(e["config"], hf_quant_config=e.get("hf_quant_config"))
-            fam, layers, length = a.family, a.num_hidden_layers, a.derived_max_len
+            fam, layers, length = a.label, a.num_hidden_layers, a.derived_max_len
+            # logical parameters (packed MXFP4 / 4-bit storage counts bytes, not parameters)
+            params = a.params.total if a.params else sum((e.get("params") or {}).values())
         except KvfitError:
             fam, layers, length = "not modelled yet", None, None
-        params = sum((e.get("params") or {}).values())
+            params = sum((e.get("params") or {}).values())
         rows.append({"id": e["id"], "family": fam, "layers": layers, "max_model_len": length, "params": params})
     rows.sort(key=lambda r: r["id"].lower())
     if ns.as_json:
@@ -146,9 +148,10 @@ def models(ns: Namespace, words: list[str], out, err) -> int:
         return 0
     from rich.table import Table
 
-    t = Table(title=f"{len(rows)} bundled models")
-    for c in ("id", "family", "layers", "max_model_len", "params"):
-        t.add_column(c)
+    t = Table(title=f"{len(rows)} bundled models", box=None, pad_edge=False)
+    for c, kw in (("id", {"no_wrap": True}), ("architecture", {"overflow": "fold"}), ("layers", {"justify": "right"}),
+                  ("max_model_len", {"justify": "right"}), ("params", {"justify": "right", "no_wrap": True})):
+        t.add_column(c, **kw)
     for r in rows:
         t.add_row(r["id"], r["family"], str(r["layers"] or "-"),
                   f"{r['max_model_len']:,}" if r["max_model_len"] else "-",

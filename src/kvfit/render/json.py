@@ -27,7 +27,8 @@ def result_dict(res: Result) -> dict:
     return {
         "model": {
             "id": res.model.id, "source": res.model.source, "detail": res.model.detail,
-            "model_type": arch.model_type, "family": arch.family, "layers": arch.num_hidden_layers,
+            "model_type": arch.model_type, "family": arch.family, "label": arch.label,
+            "layers": arch.num_hidden_layers, "parameters": arch.params.total if arch.params else None,
             "kv_layers": len(arch.layers), "derived_max_model_len": arch.derived_max_len,
             "derived_from": arch.derived_max_len_key, "inferred": list(arch.inferred),
             "quantization": arch.quantization,

@@ -163,7 +163,7 @@ def render_details(console: Console, a) -> None:
     t.add_row("model", f"{escape(res.model.id)}  [dim]({res.model.source}: {escape(res.model.detail)})[/]")
     layers = f"{arch.num_hidden_layers} layers" + (f" ({len(arch.layers)} with KV)"
                                                      if len(arch.layers) != arch.num_hidden_layers else "")
-    t.add_row("architecture", f"{escape(arch.model_type)}, {arch.family}, {layers}, {r.model_dtype} weights"
+    t.add_row("architecture", f"{escape(arch.model_type)}, {escape(arch.label)}, {layers}, {r.model_dtype} weights"
               + (f" ({escape(arch.quantization)})" if arch.quantization else "") + f", KV {r.kv_cache_dtype}")
     t.add_row("GPU", f"{escape(gpu_label(res))}, {_g(res.gpu.total_bytes)} each"
               + (f", {_g(res.gpu.free_bytes)} free" if res.gpu.free_bytes is not None else "")

@@ -17,7 +17,7 @@ from .model import ModelSource
 
 
 def _with_bundled_params(src: ModelSource, bundled: ModelSource | None) -> ModelSource:
-    """A cached snapshot holding config.json only (what `huggingface-cli download ID config.json` or a
+    """A cached snapshot holding config.json only (what `hf download ID config.json` or a
     Hub lookup leaves) or a Hub repo without safetensors metadata: the bundled parameter counts of the
     same id beat an estimate from the architecture."""
     if src.inventory is not None or bundled is None or bundled.inventory is None:
@@ -66,7 +66,7 @@ def resolve(ref: str, *, revision: str | None = None, offline: bool = False) -> 
         raise ModelNotFound(
             f"{ref} is not a local path, not in the Hugging Face cache and not bundled, and the Hub is off "
             f"({'--offline' if offline else 'HF_HUB_OFFLINE'})",
-            "Download it once (huggingface-cli download " + ref + " config.json) or pass a local directory; "
+            "Download it once (hf download " + ref + " config.json model.safetensors.index.json: huggingface_hub's CLI) or pass a local directory; "
             "`kvfit models` lists the bundled models.")
     from . import hub
 
