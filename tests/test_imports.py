@@ -159,7 +159,7 @@ def test_speed_benchmark_runs(tmp_path, env):
                        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     report = json.loads(p.stdout)
-    assert [r["source"] for r in report["results"]] == ["local", "hf-cache", "catalog"]
+    assert [r["source"] for r in report["results"]] == ["local", "hf-cache", "catalog", "catalog", "catalog"]
     for r in report["results"]:
         assert r["runs"] == 2 and 0 < r["min_s"] <= r["median_s"] <= r["max_s"] < 60
     assert report["within_budget"] is True

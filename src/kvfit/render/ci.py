@@ -42,8 +42,8 @@ def step_summary(data: dict) -> str:
 def render(data: dict, console) -> None:
     from rich.table import Table
 
-    t = Table(title=f"kvfit CI gate: {data['manifest']}", title_justify="left")
-    for col, kw in (("entry", {"overflow": "fold"}), ("GPU", {"overflow": "fold"}), ("result", {}),
+    t = Table(title=f"kvfit CI gate: {data['manifest']}", title_justify="left", box=None, pad_edge=False)
+    for col, kw in (("entry", {"no_wrap": True}), ("GPU", {"no_wrap": True}), ("result", {}),
                     ("max len", {"justify": "right"}), ("util", {}), ("seqs", {"justify": "right"}),
                     ("vLLM takes", {"justify": "right"})):
         t.add_column(col, **kw)
