@@ -123,6 +123,16 @@ def _raise_util(facts: LogFacts, extra_gib: float) -> tuple[float | None, str]:
     return new, ""
 
 
+def _util_fix(facts: LogFacts, extra_gib: float, lead: str, note: str = " (from rounded log figures; re-check)"
+              ) -> tuple[Fix | None, str]:
+    """The fix "<lead>: --gpu-memory-utilization U" that adds ``extra_gib``, or (None, why it cannot)."""
+    new, why = _raise_util(facts, extra_gib)
+    if new is None:
+        return None, f"Raising the utilisation is not enough: {why}."
+    return Fix(f"{lead}: --gpu-memory-utilization {_u(new)}{note}.", {"--gpu-memory-utilization": _u(new)},
+               exact=False), ""
+
+
 def _settings(facts: LogFacts) -> dict[str, Any]:
     s: dict[str, Any] = {}
     for k in ("max_model_len", "gpu_memory_utilization", "tensor_parallel_size", "block_size"):
@@ -181,18 +191,12 @@ def _v0_max_seq_len(facts: LogFacts, e: LogError) -> Diagnosis:
         per_token_gib = facts.available_kv_gib / y
         need_tokens = math.ceil(x / bs) * bs
         extra = (need_tokens - y) * per_token_gib
-        new, why = _raise_util(facts, extra)
-        if new is not None:
-            fixes.append(
-                Fix(
-                    f"Keep max_model_len {_n(x)} and give vLLM about {extra:.2f} GiB more for KV cache: "
-                    f"--gpu-memory-utilization {_u(new)} (from rounded log figures; re-check).",
-                    {"--gpu-memory-utilization": _u(new)},
-                    exact=False,
-                )
-            )
+        fix, why = _util_fix(facts, extra, f"Keep max_model_len {_n(x)} and give vLLM about {extra:.2f} GiB "
+                                           f"more for KV cache")
+        if fix:
+            fixes.append(fix)
         else:
-            parts.append(f"Raising the utilisation is not enough: {why}.")
+            parts.append(why)
     else:
         fixes.append(
             Fix(
@@ -270,16 +274,10 @@ def _v1_max_seq_len(facts: LogFacts, e: LogError) -> Diagnosis:
             )
         )
     else:
-        new, why = _raise_util(facts, need - have)
-        if new is not None:
-            fixes.append(
-                Fix(
-                    f"Keep max_model_len {_n(x)} and add {need - have:.2f} GiB to vLLM's budget: "
-                    f"--gpu-memory-utilization {_u(new)} (from rounded log figures; re-check).",
-                    {"--gpu-memory-utilization": _u(new)},
-                    exact=False,
-                )
-            )
+        fix, why = _util_fix(facts, need - have, f"Keep max_model_len {_n(x)} and add {need - have:.2f} GiB "
+                                                 f"to vLLM's budget")
+        if fix:
+            fixes.append(fix)
         elif facts.gpu_memory_utilization is not None and facts.total_gpu_memory_gib is not None:
             parts.append(f"Raising the utilisation is not enough: {why}.")
         else:
@@ -318,18 +316,12 @@ def _no_cache_memory(facts: LogFacts, e: LogError) -> Diagnosis:
     kv = facts.available_kv_gib
     if kv is not None and kv <= 0:
         # make the KV cache at least 1 GiB
-        new, why = _raise_util(facts, -kv + 1.0)
-        if new is not None:
-            fixes.append(
-                Fix(
-                    f"Give vLLM {(-kv + 1.0):.2f} GiB more so about 1 GiB is left for KV cache: "
-                    f"--gpu-memory-utilization {_u(new)}.",
-                    {"--gpu-memory-utilization": _u(new)},
-                    exact=False,
-                )
-            )
+        fix, why = _util_fix(facts, -kv + 1.0, f"Give vLLM {(-kv + 1.0):.2f} GiB more so about 1 GiB is left "
+                                               f"for KV cache", note="")
+        if fix:
+            fixes.append(fix)
         else:
-            parts.append(f"Raising the utilisation is not enough: {why}.")
+            parts.append(why)
     elif not fixes:
         util = facts.gpu_memory_utilization
         if util is not None and util < 0.95:
