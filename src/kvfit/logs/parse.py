@@ -459,6 +459,15 @@ class _Collector:
             setattr(f, name, value)
         self.keep(line)
 
+    def take(self, rx: re.Pattern[str], line: str, *names: str | None, conv: Any = _f) -> re.Match[str] | None:
+        """Search ``line`` with ``rx``; set group i's value (through ``conv``) as fact ``names[i-1]``."""
+        m = rx.search(line)
+        if m:
+            for group, name in enumerate(names, 1):
+                if name and m.group(group) is not None:
+                    self.set(name, conv(m.group(group)), line)
+        return m
+
     def keep(self, line: str) -> None:
         if line not in self._line_set:
             self._line_set.add(line)
@@ -1066,60 +1075,31 @@ def parse_log(text: str) -> LogFacts:
             c.set("available_kv_gib", pairs.get("kv_cache_size"), line)
             c.set("gpu_memory_utilization", pairs.get("gpu_memory_utilization"), line)
         else:
-            m = RX_CAN_USE.search(line)
-            if m:
+            if c.take(RX_CAN_USE, line, "total_gpu_memory_gib", "gpu_memory_utilization", "requested_memory_gib"):
                 engine_hint_v0 = True
-                c.set("total_gpu_memory_gib", _f(m.group(1)), line)
-                c.set("gpu_memory_utilization", _f(m.group(2)), line)
-                c.set("requested_memory_gib", _f(m.group(3)), line)
             else:
-                m = RX_CAN_USE_TABLE.search(line)
-                if m:
-                    c.set("requested_memory_gib", _f(m.group(1)), line)
-            m = RX_TOTAL_TABLE.search(line)
-            if m:
-                c.set("total_gpu_memory_gib", _f(m.group(1)), line)
-            m = RX_UTIL_TABLE.search(line)
-            if m:
-                c.set("gpu_memory_utilization", _f(m.group(1)), line)
-            m = RX_WEIGHTS_TAKE.search(line)
-            if m:
+                c.take(RX_CAN_USE_TABLE, line, "requested_memory_gib")
+            c.take(RX_TOTAL_TABLE, line, "total_gpu_memory_gib")
+            c.take(RX_UTIL_TABLE, line, "gpu_memory_utilization")
+            if c.take(RX_WEIGHTS_TAKE, line, "model_weights_gib"):
                 engine_hint_v0 = True
-                c.set("model_weights_gib", _f(m.group(1)), line)
             m = RX_NON_TORCH.search(line) or RX_NON_TORCH_FWD.search(line)
             if m:
                 c.set("non_torch_memory_gib", _f(m.group(1)), line)
-            m = RX_ACT_PEAK.search(line)
-            if m:
-                c.set("activation_peak_gib", _f(m.group(1)), line)
+            c.take(RX_ACT_PEAK, line, "activation_peak_gib")
             m = RX_KV_REST.search(line) or RX_KV_TABLE.search(line)
             if m:
                 c.set("available_kv_gib", _f(m.group(1)), line)
-        m = RX_AVAILABLE_KV.search(line)
-        if m:
+        if c.take(RX_AVAILABLE_KV, line, "available_kv_gib"):
             engine_hint_v1 = True
-            c.set("available_kv_gib", _f(m.group(1)), line)
-        m = RX_KV_BYTES_OVERRIDE.search(line)
-        if m:
-            c.set("free_gpu_memory_gib", _f(m.group(1)), line)
-            c.set("available_kv_gib", _f(m.group(2)), line)
-        m = RX_DEBUG_INITIAL.search(line)
-        if m:
-            c.set("free_gpu_memory_gib", _f(m.group(1)), line)
-            c.set("gpu_memory_utilization", _f(m.group(2)), line)
-            c.set("requested_memory_gib", _f(m.group(3)), line)
+        c.take(RX_KV_BYTES_OVERRIDE, line, "free_gpu_memory_gib", "available_kv_gib")
+        c.take(RX_DEBUG_INITIAL, line, "free_gpu_memory_gib", "gpu_memory_utilization", "requested_memory_gib")
         m = RX_DEBUG_PROFILE.search(line)
         if m:
             c.set("non_kv_cache_memory_gib", _f(m.group(1)), line)
-            mm = RX_DEBUG_TORCH_PEAK.search(line)
-            if mm:
-                c.set("activation_peak_gib", _f(mm.group(1)), line)
-            mm = RX_DEBUG_CONSUMED.search(line)
-            if mm:
-                c.set("consumed_memory_gib", _f(mm.group(1)), line)
-            mm = RX_DEBUG_WEIGHTS.search(line)
-            if mm:
-                c.set("model_weights_gib", _f(mm.group(1)), line)
+            c.take(RX_DEBUG_TORCH_PEAK, line, "activation_peak_gib")
+            c.take(RX_DEBUG_CONSUMED, line, "consumed_memory_gib")
+            c.take(RX_DEBUG_WEIGHTS, line, "model_weights_gib")
         m = RX_FREE_032.search(line)
         if m:
             engine_hint_v1 = True
@@ -1127,25 +1107,14 @@ def parse_log(text: str) -> LogFacts:
             c.set("total_gpu_memory_gib", _f(m.group(2)), line)
             c.set("gpu_memory_utilization", _f(m.group(3)), line)
             c.set("requested_memory_gib", _f(m.group(4)), line)
-            mm = RX_FREE_032_USAGE.search(line)
-            if mm:
-                c.set("consumed_memory_gib", _f(mm.group(1)), line)
-                c.set("activation_peak_gib", _f(mm.group(2)), line)
-                c.set("cuda_graph_gib", _f(mm.group(3)), line)
+            c.take(RX_FREE_032_USAGE, line, "consumed_memory_gib", "activation_peak_gib", "cuda_graph_gib")
             mm = RX_FREE_032_SUGGEST.search(line)
             if mm:
                 f.settings.setdefault("suggested_kv_cache_memory_bytes_fit", int(mm.group(1)))
                 f.settings.setdefault("suggested_kv_cache_memory_bytes_full", int(mm.group(3)))
-            mm = RX_FREE_032_CURRENT.search(line)
-            if mm:
-                c.set("available_kv_gib", _f(mm.group(1)), line)
-        m = RX_CG_ESTIMATED.search(line)
-        if m:
-            c.set("cuda_graph_estimate_gib", _f(m.group(1)), line)
-        m = RX_CG_POOL.search(line)
-        if m:
-            c.set("cuda_graph_gib", _f(m.group(1)), line)
-            c.set("cuda_graph_estimate_gib", _f(m.group(2)), line)
+            c.take(RX_FREE_032_CURRENT, line, "available_kv_gib")
+        c.take(RX_CG_ESTIMATED, line, "cuda_graph_estimate_gib")
+        c.take(RX_CG_POOL, line, "cuda_graph_gib", "cuda_graph_estimate_gib")
         m = RX_CG_PROFILE_UTIL.search(line)
         if m:
             c.set("gpu_memory_utilization", _f(m.group(1)), line)
