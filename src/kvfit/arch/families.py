@@ -205,7 +205,8 @@ MAMBA_CONVERTOR_TYPES = {"mamba", "falcon_mamba"}
 # Qwen3.5 list it in config.json). FalconH1's layers are "hybrid". vLLM's CPU platform keeps a float16/bfloat16
 # ssm state only for these (platforms/cpu.py::_cpu_mamba_backend).
 LINEAR_ATTENTION_LAYER_TYPES = {"jamba", "mamba", "falcon_mamba", "mamba2", "granitemoehybrid", "nemotron_h",
-                                "bamba", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"}
+                                "bamba", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text",
+                                "zamba2"}   # Zamba2Config: layer_types -> layers_block_type, "mamba" remapped
 
 # Model types whose mamba ssm state dtype is not "auto" by default: value = config key to read,
 # fallback dtype. models/config.py::NemotronHForCausalLMConfig (float32 unless
@@ -317,7 +318,9 @@ LAYERNORM_BIAS = {"gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "RefinedWeb",
 # Norms per decoder layer where it is not one per mixer and one per MLP: Gemma 2/3 add pre- and
 # post-feedforward norms (gemma2.py, gemma3.py); Nemotron-H has one norm per block (nemotron_h.py);
 # Whisper's decoder layers norm self attention, cross attention and the MLP (whisper.py).
-NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3}
+NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3, "gemma4": 4,
+                   "gemma4_text": 4, "zamba2": 1, "gemma3n": 4,
+                   "gemma3n_text": 4}
 
 # Learned absolute positions: (config key, extra rows). opt.py OPTLearnedPositionalEmbedding adds 2.
 LEARNED_POSITIONS = {"opt": ("max_position_embeddings", 2), "gpt2": ("n_positions", 0),
@@ -332,7 +335,8 @@ ATTN_OUTPUT_GATE = {"qwen3_next"}
 # Per-head q/k RMSNorms (qwen3.py, gemma3.py ...); QK_NORM_FULL: norms over the whole q and k width
 # (olmo2.py, olmoe.py; MiniMax-M2's qk_norm_type "per_layer").
 QK_NORM = {"qwen3", "qwen3_moe", "qwen3_next", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_5_text",
-           "qwen3_5_moe_text", "gemma3", "gemma3_text", "olmo2", "olmoe"}
+           "qwen3_5_moe_text", "gemma3", "gemma3_text", "olmo2", "olmoe", "gemma4", "gemma4_text", "lfm2",
+           "lfm2_moe", "gemma3n", "gemma3n_text"}
 QK_NORM_FULL = {"olmo2", "olmoe"}
 
 # Routers with an e_score_correction_bias in float32 whatever topk_method says (nemotron_h.py, glm4_moe.py).

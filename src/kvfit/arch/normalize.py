@@ -367,7 +367,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         raise ConfigError("config.json: architectures must be a list")
     vocab = r.raw("vocab_size") or r.raw("padded_vocab_size", 0)     # chatglm: padded_vocab_size
     vocab = r.int("vocab_size", vocab, allow_zero=True) if vocab is not None else 0
-    inter = (r.raw("intermediate_size") or r.raw("ffn_dim") or r.raw("n_inner") or r.raw("ffn_hidden_size")
+    inter = (r.raw("intermediate_size") or r.raw("block_ff_dim") or r.raw("ffn_dim") or r.raw("n_inner") or r.raw("ffn_hidden_size")
              or r.raw("decoder_ffn_dim") or 4 * hidden)
     if isinstance(inter, list) and inter:      # one size per layer (Gemma3nTextConfig, Nemotron-H)
         inter = max(r.int("intermediate_size", x) for x in inter)
@@ -384,6 +384,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
     model_kv_heads = 0
     layers: list[Layer] = []
     mtp = 0
+    shared_heads: tuple[tuple[int, int], ...] = ()
     if use_mla:
         layers, model_head, mtp = _mla_layers(r, model_type, n_layers)
         model_kv_heads = _kv_heads(r, model_type, heads) if heads else 0
@@ -410,7 +411,8 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         if model_type in F.MIMO_V2:
             layers = _mimo_v2_layers(r, n_layers, kv_heads, head, window)
         elif model_type in F.KV_SHARING:
-            layers, model_head, model_kv_heads = _kv_sharing_layers(r, model_type, n_layers, kv_heads, head, window)
+            layers, model_head, model_kv_heads, shared_heads = _kv_sharing_layers(r, model_type, n_layers, kv_heads,
+                                                                                  head, window)
         elif model_type in F.BLOCK_CONFIGS and isinstance(r.cfg.get("block_configs"), list):
             layers, model_kv_heads = _block_config_layers(r, n_layers, heads, head)
         else:
@@ -431,7 +433,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
     lt = cfg.get("layer_types")
     param_layout, quant = _weights(config, cfg, defaults, model_type, n_layers=n_layers, hidden=hidden, heads=heads,
                                    vocab=vocab, inter=inter, tie=bool(tie), layers=tuple(layers),
-                                   hf_quant_config=hf_quant_config)
+                                   shared=shared_heads, hf_quant_config=hf_quant_config)
     return ModelArch(
         model_type=model_type,
         architectures=tuple(str(a) for a in architectures),
@@ -611,31 +613,31 @@ def _gemma4_overrides(r: _Reader, lt: list[str], kv_heads: int, head: int) -> li
 
 
 def _kv_sharing_layers(r: _Reader, model_type: str, n: int, kv_heads: int, head: int,
-                       window: int | None) -> tuple[list[Layer], int, int]:
+                       window: int | None) -> tuple[list[Layer], int, int, tuple[tuple[int, int], ...]]:
     """Gemma 3n / Gemma 4 (gemma3n.py, gemma4.py): sliding / full layers from layer_types, Gemma 4's per-layer
     heads, and the KV-shared last num_kv_shared_layers layers, which own no KV cache (their Attention reads
     another layer's: gpu_model_runner.get_kv_cache_spec skips them). Returns the KV-owning layers and the
     model-level head size and KV heads ModelConfig reports (ModelArchitectureConfig.from_layers: the maximum
-    over the layers)."""
+    over the layers), and (index, head size) of each KV-shared layer (it still projects queries)."""
     lt = _gemma_layer_types(r, model_type, n)
     per_layer = _gemma4_overrides(r, lt, kv_heads, head) if model_type in F.GEMMA4 else [(kv_heads, head)] * n
     shared = r.int("num_kv_shared_layers", r.raw("num_kv_shared_layers", 0), allow_zero=True)
     first_shared = n - shared
     layers: list[Layer] = []
+    sharing: list[tuple[int, int]] = []
     for i, t in enumerate(lt):
         if shared > 0 and i >= first_shared:
-            if model_type in F.GEMMA4:
-                if t not in lt[:first_shared]:
-                    raise ConfigError(f"config.json{r.where}: KV-shared layer {i} ({t}) has no earlier {t} layer to "
-                                      "share with; vLLM's Gemma4Attention fails on it")
-                continue
+            if model_type in F.GEMMA4 and t not in lt[:first_shared]:
+                raise ConfigError(f"config.json{r.where}: KV-shared layer {i} ({t}) has no earlier {t} layer to "
+                                  "share with; vLLM's Gemma4Attention fails on it")
             target = first_shared - (2 if t == "sliding_attention" else 1)
-            if target >= 0:
-                continue                   # gemma3n.py: reads layer `target`'s cache
+            if model_type in F.GEMMA4 or target >= 0:      # reads an earlier layer's cache (gemma3n.py: `target`)
+                sharing.append((i, per_layer[i][1]))      # and projects only queries (q_proj, q_norm)
+                continue
         kv, hs = per_layer[i]
         sliding = t == "sliding_attention" and window is not None
         layers.append(AttentionLayer(i, "sliding" if sliding else "full", kv, hs, hs, window if sliding else None))
-    return layers, max(h for _, h in per_layer), max(k for k, _ in per_layer)
+    return layers, max(h for _, h in per_layer), max(k for k, _ in per_layer), tuple(sharing)
 
 
 def _mimo_v2_layers(r: _Reader, n: int, kv_heads: int, head: int, window: int | None) -> list[Layer]:
