@@ -90,6 +90,25 @@ def test_mla_indexer_skip_pattern():
     assert {x.head_size for x in a.layers if x.kind == "indexer"} == {132}
 
 
-def test_unmodelled_families_are_refused():
-    with pytest.raises(ConfigError, match="does not model"):
-        normalize({**LLAMA, "model_type": "gemma4_text"})
+@pytest.mark.parametrize("cfg, release", [
+    # model_executor/models/registry.py::_PREVIOUSLY_SUPPORTED_MODELS (vLLM 0.32.0):
+    # "MiniMaxText01ForCausalLM": "0.23.0", "Plamo2ForCausalLM": "0.26.0"
+    ({**LLAMA, "model_type": "minimax", "architectures": ["MiniMaxForCausalLM"]}, "v0.23.0"),
+    ({**LLAMA, "model_type": "MiniMaxText01", "architectures": ["MiniMaxText01ForCausalLM"]}, "v0.23.0"),
+    ({**LLAMA, "model_type": "plamo2", "architectures": ["Plamo2ForCausalLM"]}, "v0.26.0"),
+])
+def test_families_vllm_no_longer_serves_are_refused(cfg, release):
+    with pytest.raises(ConfigError, match="does not model") as e:
+        normalize(cfg)
+    assert release in str(e.value)
+
+
+def test_kv_shared_layers_own_no_kv():
+    # gemma3n.py: 10 layers, num_kv_shared_layers 4 -> first_shared 6; a shared layer reads layer
+    # first_shared - 1 = 5 (full) or first_shared - 2 = 4 (sliding): both >= 0, so layers 6..9 get no KV spec.
+    cfg = {**LLAMA, "model_type": "gemma3n_text", "num_hidden_layers": 10, "num_kv_shared_layers": 4,
+           "head_dim": 64, "sliding_window": 128}
+    a = normalize(cfg)
+    assert [x.index for x in a.layers] == list(range(6))
+    # Gemma3nTextConfig layer_types default: full on every 5th layer
+    assert [x.kind for x in a.layers] == ["sliding"] * 4 + ["full", "sliding"]

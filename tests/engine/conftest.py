@@ -97,7 +97,7 @@ def engine_results(tmp_path_factory) -> dict[str, dict]:
     log_path = results_path.with_suffix(".log")
     results = run_engine_cases(ALL_CASES, results_path, log_path)
     ran = sorted({c.isa or "host" for c in ALL_CASES if not results.get(c.id, {}).get("not_run")})
-    not_run = sorted({c.isa for c in ALL_CASES if results.get(c.id, {}).get("not_run")})
+    not_run = sorted({c.isa or "host" for c in ALL_CASES if results.get(c.id, {}).get("not_run")})
     save_note("cpu_paths", ", ".join(ran) + (f" (not runnable here: {', '.join(not_run)}; kv/cpu_host.py's "
                                              "tests cover them from vLLM's code)" if not_run else ""))
     return results

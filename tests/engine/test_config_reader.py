@@ -100,6 +100,11 @@ def _hybrid_attention_layers(text, n: int) -> int:
     kinds = getattr(text, "layer_types", None) or getattr(text, "layers_block_type", None) or []
     if text.model_type == "falcon_h1":
         return n
+    if text.model_type == "zamba2":          # zamba2.py: one Attention per "hybrid" layer
+        return sum(1 for t in kinds[:n] if t == "hybrid")
+    lac = getattr(text, "linear_attn_config", None)
+    if text.model_type == "kimi_linear" and lac:     # configs/kimi_linear.py::is_kda_layer; the rest are MLA
+        return n - sum(1 for i in range(n) if text.is_kda_layer(i))
     return sum(1 for t in kinds[:n] if t in _ATTENTION_LAYER_TYPES or t == "attention")
 
 
@@ -153,7 +158,7 @@ def _mamba_shapes(view: dict, tp: int, cls=None):
     cls = cls or _model_class(view)
     vc = SimpleNamespace(model_config=mc, parallel_config=SimpleNamespace(tensor_parallel_size=tp),
                          speculative_config=None, num_speculative_tokens=0,
-                         cache_config=SimpleNamespace(use_replayssm=False))
+                         cache_config=SimpleNamespace(use_replayssm=False, use_kda_recoverssm=False))
     return tuple(tuple(s) for s in cls.get_mamba_state_shape_from_config(vc))
 
 
@@ -202,6 +207,9 @@ def _compare(d: Path):
 
     attn = [x for x in arch.attention_layers if x.kind not in ("indexer", "cross")]
     mamba = arch.mamba_layers
+    # Gemma 3n / Gemma 4: the last num_kv_shared_layers layers read other layers' caches (Attention with
+    # kv_sharing_target_layer_name: gpu_model_runner.get_kv_cache_spec gives them no spec).
+    shared = getattr(v["text"], "num_kv_shared_layers", 0) or 0
     assert arch.is_hybrid == v["hybrid"]
     if v["attention_free"]:
         assert not attn and len(mamba) == v["layers"]
@@ -210,11 +218,14 @@ def _compare(d: Path):
     else:
         assert not mamba
         if not arch.is_encoder_decoder:
-            assert len(attn) == v["layers"]
+            assert len(attn) == v["layers"] - shared
     if not v["use_mla"] and not v["attention_free"]:
         counts = _counts_from_hf(v["text"], v["layers"], v["sliding_window"], v["model_type"])
         if arch.model_type.startswith("mimo_v2"):
             counts["sliding"] = sum(1 for x in v["text"].hybrid_layer_pattern if x == 1)
+        if shared:
+            lt = v["text"].layer_types[: v["layers"] - shared]
+            counts["sliding"] = sum(1 for t in lt if t == "sliding_attention")
         assert sum(x.kind == "sliding" for x in attn) == counts["sliding"]
         assert sum(x.kind == "chunked" for x in attn) == counts["chunked"]
     # KV heads per rank at TP 1/2/4/8 (model-level value, as ModelConfig.get_num_kv_heads gives it)

@@ -28,7 +28,9 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 # Configs vLLM's CPU build cannot instantiate, or kvfit refuses on purpose.
 NOT_BUILT = {
     "bert_encoder_only": "encoder-only: kvfit refuses it (no KV cache)",
-    "google__gemma-4-26B-A4B": "kvfit refuses Gemma 4 (issue 13 item 5)",
+    "google__gemma-4-26B-A4B": "Gemma 4's vision tower is not in kvfit's config-only estimate (arch/towers.py)",
+    "nvidia__Gemma-4-31B-IT-NVFP4": "NVFP4 has no CPU kernel; Gemma 4's vision tower is not in the estimate",
+    "kimi_linear_kda": "vLLM's Kimi-Linear module (vllm/models/kimi_k3/nvidia) imports cutlass: not built on CPU",
     "deepseek-ai__DeepSeek-V3.2": "vLLM's CPU platform has no sparse-attention (indexer) backend",
     "zai-org__GLM-5": "vLLM's CPU platform has no sparse-attention (indexer) backend",
     "nvidia__NVIDIA-Nemotron-3-Nano-30B-A3B-BF16": "vLLM's CPU fused MoE has no non-gated (relu2) experts",

@@ -52,6 +52,31 @@ CLASS_DEFAULTS: dict[str, dict] = {
     "qwen3_next": {"full_attention_interval": 4},
     "qwen3_5_text": {"full_attention_interval": 4},
     "qwen3_5_moe_text": {"full_attention_interval": 4},
+    # transformers Gemma3nTextConfig (gemma3n/configuration_gemma3n.py).
+    "gemma3n_text": {
+        "vocab_size": 262400, "hidden_size": 2048, "intermediate_size": 16384, "num_hidden_layers": 35,
+        "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256, "max_position_embeddings": 32768,
+        "sliding_window": 512, "num_kv_shared_layers": 15, "tie_word_embeddings": True,
+        "hidden_size_per_layer_input": 256, "vocab_size_per_layer_input": 262144, "laurel_rank": 64,
+        "altup_num_inputs": 4,
+    },
+    # transformers Gemma4TextConfig (gemma4/configuration_gemma4.py); global_head_dim is a kwarg its
+    # __post_init__ pops with default 512.
+    "gemma4_text": {
+        "vocab_size": 262144, "hidden_size": 2304, "intermediate_size": 9216, "num_hidden_layers": 30,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 131072,
+        "sliding_window": 512, "num_kv_shared_layers": 0, "tie_word_embeddings": True,
+        "hidden_size_per_layer_input": 256, "vocab_size_per_layer_input": 262144, "global_head_dim": 512,
+        "attention_k_eq_v": False,
+    },
+    # transformers Lfm2Config / Lfm2MoeConfig: every layer full attention unless full_attn_idxs / layer_types.
+    "lfm2": {"tie_word_embeddings": True, "conv_bias": False, "block_multiple_of": 256,
+             "block_ffn_dim_multiplier": 1.0, "block_auto_adjust_ff_dim": True},
+    "lfm2_moe": {"tie_word_embeddings": True, "conv_bias": False, "num_dense_layers": 2, "use_expert_bias": True},
+    # transformers Zamba2Config: attention_head_dim and mamba_headdim are computed (never read from the file).
+    "zamba2": {"num_mem_blocks": 1, "mamba_d_state": 64, "mamba_d_conv": 4, "mamba_expand": 2, "mamba_ngroups": 1,
+               "n_mamba_heads": 8, "use_conv_bias": True, "add_bias_linear": False, "tie_word_embeddings": True,
+               "use_shared_attention_adapter": False, "adapter_rank": 128, "max_position_embeddings": 4096},
 }
 
 # Model types whose sliding window is read only when use_sliding_window is true
@@ -162,6 +187,12 @@ MAMBA_FAMILIES: dict[str, dict] = {
     "qwen3_next": {"mixer": "gdn", "layout": "layer_types"},
     "qwen3_5_text": {"mixer": "gdn", "layout": "layer_types"},
     "qwen3_5_moe_text": {"mixer": "gdn", "layout": "layer_types"},
+    # lfm2.py / lfm2_moe.py: layer_types full_attention / conv (ShortConv).
+    "lfm2": {"mixer": "short_conv", "layout": "layer_types"},
+    "lfm2_moe": {"mixer": "short_conv", "layout": "layer_types"},
+    # zamba2.py: mamba2 in every layer (intermediate = mamba_expand * hidden), plus one attention on each
+    # "hybrid" layer; vLLM registers every attention module before the mamba mixers.
+    "zamba2": {"mixer": "mamba2", "layout": "zamba2"},
 }
 
 # transformers_utils/model_arch_config_convertor.py::MambaModelArchConfigConvertor: head size and KV
@@ -174,7 +205,8 @@ MAMBA_CONVERTOR_TYPES = {"mamba", "falcon_mamba"}
 # Qwen3.5 list it in config.json). FalconH1's layers are "hybrid". vLLM's CPU platform keeps a float16/bfloat16
 # ssm state only for these (platforms/cpu.py::_cpu_mamba_backend).
 LINEAR_ATTENTION_LAYER_TYPES = {"jamba", "mamba", "falcon_mamba", "mamba2", "granitemoehybrid", "nemotron_h",
-                                "bamba", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text"}
+                                "bamba", "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text",
+                                "zamba2"}   # Zamba2Config: layer_types -> layers_block_type, "mamba" remapped
 
 # Model types whose mamba ssm state dtype is not "auto" by default: value = config key to read,
 # fallback dtype. models/config.py::NemotronHForCausalLMConfig (float32 unless
@@ -205,17 +237,53 @@ MIMO_V2 = {"mimo_v2_flash", "mimo_v2"}
 # (transformers_utils/model_arch_config_convertor.py::_strip_mimo_v2_attention_chunk_size).
 CHUNK_SIZE_STRIPPED = MIMO_V2
 
-# Families whose per-layer KV kvfit does not derive yet (refused rather than guessed).
+# --- Gemma 3n / Gemma 4: cross-layer KV sharing, per-layer head sizes -----------------------------
+# gemma3n.py / gemma4.py: the last num_kv_shared_layers decoder layers build Attention with
+# kv_sharing_target_layer_name set; v1/worker/gpu_model_runner.py::get_kv_cache_spec skips such layers
+# ("doesn't allocate KV cache for the layer"): they own no KV cache and only project queries.
+# Gemma 3n: a shared layer reads layer first_shared - 1 (full) or - 2 (sliding); a negative index means
+# no target (the layer then keeps a cache of its own). Gemma 4: the last earlier layer of the same type.
+GEMMA3N = {"gemma3n", "gemma3n_text"}
+GEMMA4 = {"gemma4", "gemma4_text"}
+KV_SHARING = GEMMA3N | GEMMA4
+# Gemma 3n layer types default: full on every 5th layer (Gemma3nTextConfig.__post_init__); Gemma 4: full on
+# every 6th and the last layer always full (Gemma4TextConfig.__post_init__ forces layer_types[-1]).
+GEMMA3N_FULL_EVERY = 5
+GEMMA4_FULL_EVERY = 6
+
+# --- LFM2: short-convolution layers (MambaSpec, model_executor/layers/mamba/short_conv.py) ----------
+# layer_types "full_attention" / "conv". One conv state (dim/tp, conv_L_cache - 1 + num_spec) in the
+# mamba cache dtype (MambaStateShapeCalculator.short_conv_state_shape); dim = conv_dim (lfm2.py) or
+# hidden_size (lfm2_moe.py). Head size hidden_size // num_attention_heads (Lfm2Attention).
+LFM2 = {"lfm2", "lfm2_moe"}
+
+# --- Zamba2 (zamba2.py): mamba2 in every layer, shared attention blocks on the "hybrid" layers -----
+# Every hybrid layer owns its own KV cache (one Attention per hybrid layer, MHA: num_attention_heads KV
+# heads of attention_head_dim = 2 * hidden_size // num_attention_heads, transformers Zamba2Config).
+ZAMBA2 = {"zamba2"}
+
+# --- Kimi-Linear (vllm/models/kimi_k3, transformers_utils/configs/kimi_linear.py) -----------------
+# linear_attn_config.kda_layers (1-based) are KDA layers (MambaSpec, kimi_gdn_linear_attn.py): conv state
+# (3 * num_heads * head_dim / tp, short_conv_kernel_size - 1 + num_spec) in the mamba cache dtype, recurrent
+# state (num_heads / tp, head_dim, head_dim) in float32 (MambaStateDtypeCalculator.kda_state_dtype called
+# without the ssm dtype); the other layers are MLA (kv_lora_rank + qk_rope_head_dim).
+KIMI_LINEAR = {"kimi_linear"}
+
+# Families whose KV kvfit does not derive (refused rather than guessed), with the reason.
 NOT_MODELLED = {
-    "gemma4": "per-layer KV heads and head sizes (global layers), K=V sharing and KV-shared layers",
-    "gemma4_text": "per-layer KV heads and head sizes (global layers), K=V sharing and KV-shared layers",
-    "gemma3n": "KV-shared layers",
-    "gemma3n_text": "KV-shared layers",
-    "minimax": "linear-attention layers (attn_type_list)",
-    "lfm2": "short-convolution layers",
-    "kimi_linear": "KDA linear-attention layers",
-    "zamba2": "shared hybrid attention blocks",
-    "plamo2": "mamba layers",
+    # model_executor/models/registry.py::_PREVIOUSLY_SUPPORTED_MODELS (0.32): "MiniMaxText01ForCausalLM":
+    # "0.23.0", "Plamo2ForCausalLM": "0.26.0"; vLLM raises "was supported in vLLM until v0.23.0, and is not
+    # supported anymore". kvfit does not model the linear-attention state of the releases that served them.
+    "minimax": "vLLM serves MiniMax-Text-01 / MiniMax-M1 (lightning linear attention) only up to v0.23.0 "
+               "(model_executor/models/registry.py, _PREVIOUSLY_SUPPORTED_MODELS); kvfit does not model the "
+               "linear-attention state of those releases",
+    "plamo2": "vLLM serves PLaMo2 only up to v0.26.0 (model_executor/models/registry.py, "
+              "_PREVIOUSLY_SUPPORTED_MODELS); kvfit does not model the mamba state of those releases",
+}
+# The same refusal by architecture name (a config's model_type may be a custom one under auto_map).
+NOT_MODELLED_ARCHITECTURES = {
+    "MiniMaxForCausalLM": "minimax", "MiniMaxText01ForCausalLM": "minimax", "MiniMaxM1ForCausalLM": "minimax",
+    "MiniMaxVL01ForConditionalGeneration": "minimax", "Plamo2ForCausalLM": "plamo2",
 }
 
 # --- weights from config.json (arch/params.py) ------------------------------------------------------
@@ -250,7 +318,9 @@ LAYERNORM_BIAS = {"gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "RefinedWeb",
 # Norms per decoder layer where it is not one per mixer and one per MLP: Gemma 2/3 add pre- and
 # post-feedforward norms (gemma2.py, gemma3.py); Nemotron-H has one norm per block (nemotron_h.py);
 # Whisper's decoder layers norm self attention, cross attention and the MLP (whisper.py).
-NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3}
+NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3, "gemma4": 4,
+                   "gemma4_text": 4, "zamba2": 1, "gemma3n": 4,
+                   "gemma3n_text": 4}
 
 # Learned absolute positions: (config key, extra rows). opt.py OPTLearnedPositionalEmbedding adds 2.
 LEARNED_POSITIONS = {"opt": ("max_position_embeddings", 2), "gpt2": ("n_positions", 0),
@@ -265,7 +335,8 @@ ATTN_OUTPUT_GATE = {"qwen3_next"}
 # Per-head q/k RMSNorms (qwen3.py, gemma3.py ...); QK_NORM_FULL: norms over the whole q and k width
 # (olmo2.py, olmoe.py; MiniMax-M2's qk_norm_type "per_layer").
 QK_NORM = {"qwen3", "qwen3_moe", "qwen3_next", "qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_5_text",
-           "qwen3_5_moe_text", "gemma3", "gemma3_text", "olmo2", "olmoe"}
+           "qwen3_5_moe_text", "gemma3", "gemma3_text", "olmo2", "olmoe", "gemma4", "gemma4_text", "lfm2",
+           "lfm2_moe", "gemma3n", "gemma3n_text"}
 QK_NORM_FULL = {"olmo2", "olmoe"}
 
 # Routers with an e_score_correction_bias in float32 whatever topk_method says (nemotron_h.py, glm4_moe.py).

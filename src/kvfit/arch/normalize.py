@@ -286,6 +286,8 @@ def _sliding_window(r: _Reader, model_type: str) -> int | None:
         if w is None:
             return None
     w = r.int("sliding_window", w, allow_zero=True)
+    if model_type in F.GEMMA4 and r.cfg.get("use_bidirectional_attention") == "all":
+        w = w // 2 + 1          # Gemma4TextConfig.__post_init__ (exclusive bounds for flash attention)
     return w or None            # 0 means disabled (config/model.py)
 
 
@@ -333,7 +335,12 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         raise ConfigError(f"{model_type} is an encoder-only model: vLLM allocates no KV cache for it",
                           "kvfit sizes the KV cache of generative (decoder) models.")
     if model_type in F.NOT_MODELLED:
-        raise ConfigError(f"{model_type}: {F.NOT_MODELLED[model_type]}; kvfit does not model its KV cache yet")
+        raise ConfigError(f"{model_type}: {F.NOT_MODELLED[model_type]}; kvfit does not model its KV cache")
+    archs = config.get("architectures")
+    for a in archs if isinstance(archs, list) else []:
+        if isinstance(a, str) and a in F.NOT_MODELLED_ARCHITECTURES:
+            fam = F.NOT_MODELLED_ARCHITECTURES[a]
+            raise ConfigError(f"{a}: {F.NOT_MODELLED[fam]}; kvfit does not model its KV cache")
     defaults = dict(F.CLASS_DEFAULTS.get(model_type, {}))
     if model_type == "gemma3" and where:
         defaults = dict(F.CLASS_DEFAULTS["gemma3_text"])
@@ -360,8 +367,10 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         raise ConfigError("config.json: architectures must be a list")
     vocab = r.raw("vocab_size") or r.raw("padded_vocab_size", 0)     # chatglm: padded_vocab_size
     vocab = r.int("vocab_size", vocab, allow_zero=True) if vocab is not None else 0
-    inter = (r.raw("intermediate_size") or r.raw("ffn_dim") or r.raw("n_inner") or r.raw("ffn_hidden_size")
+    inter = (r.raw("intermediate_size") or r.raw("block_ff_dim") or r.raw("ffn_dim") or r.raw("n_inner") or r.raw("ffn_hidden_size")
              or r.raw("decoder_ffn_dim") or 4 * hidden)
+    if isinstance(inter, list) and inter:      # one size per layer (Gemma3nTextConfig, Nemotron-H)
+        inter = max(r.int("intermediate_size", x) for x in inter)
     inter = r.int("intermediate_size", inter)
     tie = cfg.get("tie_word_embeddings", config.get("tie_word_embeddings", defaults.get("tie_word_embeddings", True)))
     if model_type in F.ALWAYS_TIED:
@@ -375,6 +384,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
     model_kv_heads = 0
     layers: list[Layer] = []
     mtp = 0
+    shared_heads: tuple[tuple[int, int], ...] = ()
     if use_mla:
         layers, model_head, mtp = _mla_layers(r, model_type, n_layers)
         model_kv_heads = _kv_heads(r, model_type, heads) if heads else 0
@@ -400,6 +410,9 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
             raise ConfigError(f"config.json{where}: head size {head} (hidden {hidden} / heads {heads}) cannot be right")
         if model_type in F.MIMO_V2:
             layers = _mimo_v2_layers(r, n_layers, kv_heads, head, window)
+        elif model_type in F.KV_SHARING:
+            layers, model_head, model_kv_heads, shared_heads = _kv_sharing_layers(r, model_type, n_layers, kv_heads,
+                                                                                  head, window)
         elif model_type in F.BLOCK_CONFIGS and isinstance(r.cfg.get("block_configs"), list):
             layers, model_kv_heads = _block_config_layers(r, n_layers, heads, head)
         else:
@@ -420,7 +433,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
     lt = cfg.get("layer_types")
     param_layout, quant = _weights(config, cfg, defaults, model_type, n_layers=n_layers, hidden=hidden, heads=heads,
                                    vocab=vocab, inter=inter, tie=bool(tie), layers=tuple(layers),
-                                   hf_quant_config=hf_quant_config)
+                                   shared=shared_heads, hf_quant_config=hf_quant_config)
     return ModelArch(
         model_type=model_type,
         architectures=tuple(str(a) for a in architectures),
@@ -442,7 +455,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         use_mla=use_mla,
         is_encoder_decoder=model_type in F.ENCODER_DECODER_TYPES,
         num_experts=_count(r, "num_experts", "num_local_experts", "n_routed_experts"),
-        experts_per_token=_count(r, "num_experts_per_tok"),
+        experts_per_token=_count(r, "num_experts_per_tok", "top_k_experts", "num_experts_per_token"),
         moe_intermediate_size=_count(r, "moe_intermediate_size"),
         inferred=tuple(r.inferred),
         head_size=model_head,
@@ -493,11 +506,15 @@ def _mla_layers(r: _Reader, model_type: str, n: int) -> tuple[list[Layer], int, 
     if r.cfg.get("index_topk") is not None:
         ih = r.int("index_head_dim", r.raw("index_head_dim", 128))
         indexer = ih + ih // F.INDEXER_QUANT_BLOCK * 4
+    kda = _kda_layers(r, model_type, n)
     layers: list[Layer] = []
     freq = r.int("index_topk_freq", r.raw("index_topk_freq", 1))
     offset = r.int("index_skip_topk_offset", r.raw("index_skip_topk_offset", 2), allow_zero=True)
     pattern = r.cfg.get("index_topk_pattern")
     for i in range(n):
+        if kda is not None and i in kda[0]:
+            layers.append(MambaLayer(i, "kda", kda[1]))
+            continue
         layers.append(AttentionLayer(i, "mla", 1, head, 0))
         if indexer is not None:
             if isinstance(pattern, (str, list)):
@@ -507,6 +524,24 @@ def _mla_layers(r: _Reader, model_type: str, n: int) -> tuple[list[Layer], int, 
             if not skip:
                 layers.append(AttentionLayer(i, "indexer", 1, indexer, 0))
     return layers, head, _mtp_layers(r)
+
+
+def _kda_layers(r: _Reader, model_type: str, n: int) -> tuple[set[int], tuple[tuple[str, int], ...]] | None:
+    """Kimi-Linear's KDA layers (0-based) and their state parameters, from linear_attn_config
+    (transformers_utils/configs/kimi_linear.py::is_kda_layer: `(layer_idx + 1) in kda_layers`)."""
+    if model_type not in F.KIMI_LINEAR:
+        return None
+    lac = r.cfg.get("linear_attn_config")
+    if lac is None:
+        return None
+    if not isinstance(lac, dict) or not isinstance(lac.get("kda_layers"), list) \
+            or not isinstance(lac.get("full_attn_layers"), list):
+        raise ConfigError(f"config.json{r.where}: linear_attn_config needs kda_layers and full_attn_layers lists")
+    idx = set()
+    for x in lac["kda_layers"]:
+        idx.add(r.int("linear_attn_config.kda_layers", x) - 1)
+    g = lambda k: r.int(f"linear_attn_config.{k}", lac.get(k))      # noqa: E731
+    return idx, (("heads", g("num_heads")), ("head_dim", g("head_dim")), ("kernel", g("short_conv_kernel_size")))
 
 
 def _block_config_layers(r: _Reader, n: int, heads: int, head: int) -> tuple[list[Layer], int]:
@@ -528,6 +563,81 @@ def _block_config_layers(r: _Reader, n: int, heads: int, head: int) -> tuple[lis
                               f"divide the {heads} attention heads")
         layers.append(AttentionLayer(i, "full", heads // group, head, head))
     return layers, (layers[0].num_kv_heads if layers else 0)
+
+
+def _gemma_layer_types(r: _Reader, model_type: str, n: int) -> list[str]:
+    """Gemma 3n / Gemma 4 layer_types as their transformers configs leave them."""
+    lt = r.cfg.get("layer_types")
+    if lt is None:
+        every = F.GEMMA4_FULL_EVERY if model_type in F.GEMMA4 else F.GEMMA3N_FULL_EVERY
+        if model_type in F.GEMMA4:
+            lt = ["sliding_attention" if (i + 1) % every else "full_attention" for i in range(n)]
+        else:
+            lt = ["full_attention" if (i + 1) % every == 0 else "sliding_attention" for i in range(n)]
+    if not isinstance(lt, list) or not all(isinstance(t, str) for t in lt):
+        raise ConfigError(f"config.json{r.where}: layer_types must list strings")
+    if len(lt) < n:
+        raise ConfigError(f"config.json{r.where}: layer_types has {len(lt)} entries for {n} layers")
+    lt = list(lt[:n])
+    bad = sorted({t for t in lt} - {"sliding_attention", "full_attention"})
+    if bad:
+        raise ConfigError(f"config.json{r.where}: layer type {bad[0]!r} in layer_types is not one {model_type} has")
+    if model_type in F.GEMMA4 and lt and lt[-1] != "full_attention":
+        lt[-1] = "full_attention"       # Gemma4TextConfig: "Last layer must use `full_attention`"
+        r.inferred.append("layer_types: the last layer made full attention (Gemma4TextConfig forces it)")
+    return lt
+
+
+def _gemma4_overrides(r: _Reader, lt: list[str], kv_heads: int, head: int) -> list[tuple[int, int]]:
+    """(KV heads, head size) per layer: Gemma4TextConfig.per_layer_config, which vLLM reads per decoder layer
+    (gemma4.py `config.per_layer_config[layer_idx]`). Full-attention layers take global_head_dim (512 when
+    absent) and, when attention_k_eq_v, num_global_key_value_heads; a per_layer_config written in config.json
+    replaces that rule."""
+    out = [(kv_heads, head)] * len(lt)
+    given = r.cfg.get("per_layer_config")
+    if isinstance(given, dict):
+        for k, v in given.items():
+            try:
+                i = int(k)
+            except (TypeError, ValueError):
+                raise ConfigError(f"config.json{r.where}: per_layer_config key {k!r} is not a layer index") from None
+            if 0 <= i < len(lt) and isinstance(v, dict):
+                kv = r.int("num_key_value_heads", v.get("num_key_value_heads", kv_heads))
+                out[i] = (kv, r.int("head_dim", v.get("head_dim", head)))
+        return out
+    global_head = r.int("global_head_dim", r.raw("global_head_dim", 512))
+    global_kv = r.cfg.get("num_global_key_value_heads")
+    k_eq_v = r.raw("attention_k_eq_v", False)
+    kv_full = r.int("num_global_key_value_heads", global_kv) if global_kv is not None and k_eq_v else kv_heads
+    return [(kv_full, global_head) if t == "full_attention" else (kv_heads, head) for t in lt]
+
+
+def _kv_sharing_layers(r: _Reader, model_type: str, n: int, kv_heads: int, head: int,
+                       window: int | None) -> tuple[list[Layer], int, int, tuple[tuple[int, int], ...]]:
+    """Gemma 3n / Gemma 4 (gemma3n.py, gemma4.py): sliding / full layers from layer_types, Gemma 4's per-layer
+    heads, and the KV-shared last num_kv_shared_layers layers, which own no KV cache (their Attention reads
+    another layer's: gpu_model_runner.get_kv_cache_spec skips them). Returns the KV-owning layers and the
+    model-level head size and KV heads ModelConfig reports (ModelArchitectureConfig.from_layers: the maximum
+    over the layers), and (index, head size) of each KV-shared layer (it still projects queries)."""
+    lt = _gemma_layer_types(r, model_type, n)
+    per_layer = _gemma4_overrides(r, lt, kv_heads, head) if model_type in F.GEMMA4 else [(kv_heads, head)] * n
+    shared = r.int("num_kv_shared_layers", r.raw("num_kv_shared_layers", 0), allow_zero=True)
+    first_shared = n - shared
+    layers: list[Layer] = []
+    sharing: list[tuple[int, int]] = []
+    for i, t in enumerate(lt):
+        if shared > 0 and i >= first_shared:
+            if model_type in F.GEMMA4 and t not in lt[:first_shared]:
+                raise ConfigError(f"config.json{r.where}: KV-shared layer {i} ({t}) has no earlier {t} layer to "
+                                  "share with; vLLM's Gemma4Attention fails on it")
+            target = first_shared - (2 if t == "sliding_attention" else 1)
+            if model_type in F.GEMMA4 or target >= 0:      # reads an earlier layer's cache (gemma3n.py: `target`)
+                sharing.append((i, per_layer[i][1]))      # and projects only queries (q_proj, q_norm)
+                continue
+        kv, hs = per_layer[i]
+        sliding = t == "sliding_attention" and window is not None
+        layers.append(AttentionLayer(i, "sliding" if sliding else "full", kv, hs, hs, window if sliding else None))
+    return layers, max(h for _, h in per_layer), max(k for k, _ in per_layer), tuple(sharing)
 
 
 def _mimo_v2_layers(r: _Reader, n: int, kv_heads: int, head: int, window: int | None) -> list[Layer]:
@@ -579,10 +689,18 @@ def _mamba_params(r: _Reader, model_type: str, mixer: str, hidden: int) -> tuple
                         or expand <= 0:
                     raise ConfigError(f"config.json{r.where}: mamba_expand must be a positive number, got {expand!r}")
                 inter = int(expand * hidden)
+        elif model_type in F.ZAMBA2:    # zamba2.py: head_dim intermediate // n_mamba_heads (Zamba2Config)
+            inter = g("mamba_expand") * hidden
+            heads = g("n_mamba_heads")
+            return (("intermediate", inter), ("n_groups", g("mamba_ngroups")), ("heads", heads),
+                    ("head_dim", inter // heads), ("d_state", g("mamba_d_state")), ("d_conv", g("mamba_d_conv")))
         else:                       # granitemoehybrid, bamba: mamba_expand * hidden
             inter = g("mamba_expand") * hidden
         return (("intermediate", inter), ("n_groups", g("mamba_n_groups")), ("heads", g("mamba_n_heads")),
                 ("head_dim", g("mamba_d_head")), ("d_state", g("mamba_d_state")), ("d_conv", g("mamba_d_conv")))
+    if mixer == "short_conv":       # lfm2.py: conv_dim; lfm2_moe.py: hidden_size
+        dim = hidden if model_type == "lfm2_moe" else g("conv_dim", hidden)
+        return (("dim", dim), ("kernel", g("conv_L_cache")))
     # gdn: qwen3_next.py / qwen3_5.py
     return (("nk", g("linear_num_key_heads")), ("nv", g("linear_num_value_heads")),
             ("dk", g("linear_key_head_dim")), ("dv", g("linear_value_head_dim")),
@@ -605,6 +723,14 @@ def _mamba_family_layers(r: _Reader, model_type: str, n: int, hidden: int, heads
         return [MambaLayer(i, mixer, params) for i in range(n)], _head_size(r, hidden, attn_heads), attn_heads
     kv_heads = _kv_heads(r, model_type, heads)
     head = _head_size(r, hidden, heads)
+    if model_type in F.LFM2 and heads:       # Lfm2Attention: hidden_size // num_attention_heads
+        head = hidden // heads
+    if model_type in F.ZAMBA2 and heads:     # Zamba2Config: attention_head_dim = 2 * hidden // heads, MHA
+        head, kv_heads = 2 * hidden // heads, heads
+        nkv = r.cfg.get("num_key_value_heads")
+        if nkv is not None and nkv != heads:
+            r.inferred.append(f"num_key_value_heads={nkv} is not read: Zamba2's attention keeps one KV head per "
+                              f"query head ({heads}, zamba2.py)")
     if heads == 0 or kv_heads == 0 or head <= 0:
         raise ConfigError(f"config.json{r.where}: {model_type} needs attention heads for its attention layers")
     attn_window = window if model_type in F.WINDOW_ON_EVERY_ATTENTION else None
@@ -626,6 +752,17 @@ def _mamba_family_layers(r: _Reader, model_type: str, n: int, hidden: int, heads
         is_attn = [i in idx for i in range(n)]
     elif layout == "parallel":
         is_attn = [True] * n
+    elif layout == "zamba2":
+        kinds = r.cfg.get("layers_block_type") or r.cfg.get("layer_types")
+        if not isinstance(kinds, list) or not kinds:        # Zamba2Config's default pattern
+            kinds = (["m"] + (["m"] * 5 + ["hybrid"]) * 7 + ["m"] * 4 + ["hybrid"] + ["m"] * 3 + ["hybrid"]
+                     + ["m"] * 2)
+        if len(kinds) < n:
+            raise ConfigError(f"config.json{r.where}: layers_block_type has {len(kinds)} entries for {n} layers")
+        is_attn = [k == "hybrid" for k in kinds[:n]]
+        # zamba2.py builds every shared block's Attention modules before the layers' mamba mixers
+        attn = [AttentionLayer(i, "full", kv_heads, head, head) for i in range(n) if is_attn[i]]
+        return attn + [MambaLayer(i, mixer, params) for i in range(n)], head, kv_heads
     else:   # layer_types
         lt = r.cfg.get("layer_types")
         if not isinstance(lt, list) or not lt:
@@ -634,7 +771,7 @@ def _mamba_family_layers(r: _Reader, model_type: str, n: int, hidden: int, heads
         if len(lt) < n:
             raise ConfigError(f"config.json{r.where}: layer_types has {len(lt)} entries for {n} layers")
         for t in lt[:n]:
-            if t not in ("full_attention", "attention", "linear_attention", "mamba"):
+            if t not in ("full_attention", "attention", "linear_attention", "mamba", "conv"):
                 raise ConfigError(f"config.json{r.where}: layer type {t!r} in layer_types is not one kvfit "
                                   f"models for {model_type}")
         is_attn = [t in ("full_attention", "attention") for t in lt[:n]]

@@ -53,9 +53,12 @@ class _Get:
 
 
 def layout(config: dict, cfg: dict, defaults: dict, model_type: str, *, n_layers: int, hidden: int,
-           heads: int, vocab: int, inter: int, tie: bool, layers: tuple[Layer, ...]) -> ParamLayout:
+           heads: int, vocab: int, inter: int, tie: bool, layers: tuple[Layer, ...],
+           shared: tuple[tuple[int, int], ...] = ()) -> ParamLayout:
     g = _Get(cfg, defaults)
     b = _Builder(g, model_type, hidden, heads, inter)
+    b.first_shared = min((i for i, _ in shared), default=n_layers)
+    shared_heads = dict(shared)
     notes: list[str] = []
     by_index: dict[int, list[Layer]] = {}
     for x in layers:
@@ -71,10 +74,18 @@ def layout(config: dict, cfg: dict, defaults: dict, model_type: str, *, n_layers
                     b.mla(i)
                 elif x.kind == "indexer":
                     b.indexer(i)
-                else:                # full / sliding / chunked, and whisper's cross attention (encoder_attn)
-                    b.attention(i, x)
+                elif model_type not in F.ZAMBA2:    # Zamba2: the shared blocks' (zamba2_shared_blocks)
+                    b.attention(i, x)          # full / sliding / chunked, and whisper's cross attention
             elif isinstance(x, MambaLayer):
                 b.mamba(i, x)
+        if i in shared_heads:                # KV-shared layer: queries only (gemma3n.py / gemma4.py)
+            b.query_only_attention(i, shared_heads[i])
+        if model_type in F.ZAMBA2 and any(isinstance(x, AttentionLayer) for x in here):
+            b.lin("mlp", hidden, hidden, f"model.layers.{i}.linear")     # Zamba2HybridLayer.linear
+        if model_type in F.GEMMA4:
+            b.gemma4_extras(i)
+        if model_type in F.GEMMA3N:
+            b.gemma3n_extras(i)
         if model_type in F.BLOCK_CONFIGS and isinstance(cfg.get("block_configs"), list):
             b.nas_block(i, cfg["block_configs"][i] if i < len(cfg["block_configs"]) else {})
             continue
@@ -85,6 +96,18 @@ def layout(config: dict, cfg: dict, defaults: dict, model_type: str, *, n_layers
             b.dense(i, b.dense_inter(i))
         b.norms(i, bool(here), kind != "none")
 
+    if model_type in F.ZAMBA2:
+        b.zamba2_shared_blocks(sum(1 for x in layers if isinstance(x, AttentionLayer)))
+    if model_type in F.GEMMA3N:      # gemma3n.py: AltUp projections in and out of the extra streams
+        for k in range(1, g.int("altup_num_inputs", 4)):
+            b.lin("mlp", hidden, hidden, f"model.altup_projections.{k - 1}")
+            b.lin("mlp", hidden, hidden, f"model.altup_unembed_projections.{k - 1}")
+    if model_type in F.GEMMA4 or model_type in F.GEMMA3N:
+        ple = g.int("hidden_size_per_layer_input", 0)
+        if ple:                      # gemma4.py / gemma3n.py: per-layer embeddings and their projection
+            b.ten("embed", g.int("vocab_size_per_layer_input", vocab) * n_layers * ple, "model.embed_tokens_per_layer")
+            b.lin("mlp", n_layers * ple, hidden, "model.per_layer_model_projection")
+            b.ten("norm", ple, "model.per_layer_projection_norm")
     # embedding, final norm, LM head, learned positions
     b.tensors.append(Tensor("embed", vocab * hidden, "model.embed_tokens"))
     b.tensors.append(Tensor("norm", hidden * (2 if model_type in F.LAYERNORM_BIAS else 1), "model.norm"))
@@ -156,8 +179,11 @@ def _mlp_kinds(g: _Get, model_type: str, n: int, moe: list[bool]) -> list[str]:
         p = g.raw("hybrid_override_pattern")
         return ["moe" if moe[i] else "dense" if isinstance(p, str) and i < len(p) and p[i] == "-" else "none"
                 for i in range(n)]
-    if model_type in F.NO_MLP:
+    if model_type in F.NO_MLP or model_type in F.ZAMBA2:     # Zamba2: the MLP lives in the shared blocks
         return ["none"] * n
+    if model_type == "lfm2_moe":                             # lfm2_moe.py: dense below num_dense_layers
+        k = g.int("num_dense_layers", 2)
+        return ["dense" if i < k else "moe" for i in range(n)]
     return ["moe" if m else "dense" for m in moe]
 
 
@@ -168,6 +194,7 @@ class _Builder:
         self.tensors: list[Tensor] = []
         self.notes: list[str] = []
         self.attention_modules = 0
+        self.first_shared = 0
         self.num_experts = g.first(("n_routed_experts", "num_local_experts", "num_experts", "moe_num_experts"))
         self.gated = model_type not in F.NON_GATED_MLP and g.raw("mlp_hidden_act") not in ("relu2",)
         self.layernorm_bias = model_type in F.LAYERNORM_BIAS
@@ -195,6 +222,72 @@ class _Builder:
         self.ten("norm", per * self.h * (2 if self.layernorm_bias else 1), f"model.layers.{i}.input_layernorm")
 
     # -- mixers
+    def query_only_attention(self, i: int, head: int):
+        """A KV-shared layer's attention: q_proj, o_proj and q_norm (gemma3n.py / gemma4.py)."""
+        p, q = f"model.layers.{i}.self_attn", self.heads * head
+        self.lin("attn", q, self.h, p + ".q_proj", bias=self.qkv_bias)
+        self.lin("attn", self.h, q, p + ".o_proj", bias=self.o_bias)
+        self.ten("norm", head, p + ".q_norm")
+
+    def gemma4_extras(self, i: int):
+        """gemma4.py Gemma4DecoderLayer beside attention and MLP: the MoE block (router norm scale,
+        per-expert scale, proj; experts; three more norms) and the per-layer-embedding gate/projection/norm."""
+        g, h, p = self.g, self.h, f"model.layers.{i}"
+        e = self.num_experts
+        if e:
+            mi = g.first(("moe_intermediate_size", "expert_intermediate_size"), self.inter)
+            self.ten("router", e * h, p + ".router.proj")
+            self.ten("router", h + e, p + ".router.scale")
+            self.lin("experts", mi, h, p + ".experts.gate_proj", count=e)
+            self.lin("experts", mi, h, p + ".experts.up_proj", count=e)
+            self.lin("experts", h, mi, p + ".experts.down_proj", count=e)
+            self.ten("norm", 3 * h, p + ".post_feedforward_layernorm_1")
+        ple = g.int("hidden_size_per_layer_input", 0)
+        if ple:
+            self.lin("mlp", ple, h, p + ".per_layer_input_gate")
+            self.lin("mlp", h, ple, p + ".per_layer_projection")
+            self.ten("norm", h, p + ".post_per_layer_input_norm")
+
+    def gemma3n_extras(self, i: int):
+        """gemma3n.py Gemma3nDecoderLayer beside attention and MLP: AltUp (correction and prediction
+        coefficients, modality router, router norm, float32 output scale), LAuReL (low-rank left/right, norm)
+        and the per-layer-embedding gate/projection/norm."""
+        g, h, p = self.g, self.h, f"model.layers.{i}"
+        n, rank, ple = g.int("altup_num_inputs", 4), g.int("laurel_rank", 64), g.int("hidden_size_per_layer_input", 0)
+        self.ten("mlp", n * n + n ** 3, p + ".altup.prediction_coefs")
+        self.lin("mlp", n, h, p + ".altup.modality_router")
+        self.ten("norm", h, p + ".altup.router_norm")
+        self.ten("norm", h, p + ".altup.correct_output_scale", "F32")
+        self.lin("mlp", rank, h, p + ".laurel.linear_left")
+        self.lin("mlp", h, rank, p + ".laurel.linear_right")
+        self.ten("norm", h, p + ".laurel.post_laurel_norm")
+        if ple:
+            self.lin("mlp", ple, h, p + ".per_layer_input_gate")
+            self.lin("mlp", h, ple, p + ".per_layer_projection")
+            self.ten("norm", h, p + ".post_per_layer_input_norm")
+
+    def zamba2_shared_blocks(self, hybrid_layers: int):
+        """zamba2.py: num_mem_blocks shared transformer blocks (attention over 2 x hidden, gated MLP, two
+        norms), an MLP LoRA adapter per hybrid layer, and q/k/v adapters when use_shared_attention_adapter."""
+        g, h = self.g, self.h
+        ah, inter, rank = 2 * h, self.inter, g.int("adapter_rank", 128)
+        for k in range(g.int("num_mem_blocks", 1)):
+            p = f"model.blocks.{k}"
+            self.lin("attn", 3 * ah, ah, p + ".self_attn.qkv_proj")
+            self.lin("attn", h, ah, p + ".self_attn.o_proj")
+            self.lin("mlp", 2 * inter, h, p + ".feed_forward.gate_up_proj")
+            self.lin("mlp", h, inter, p + ".feed_forward.down_proj")
+            self.ten("norm", ah + h, p + ".input_layernorm")
+            self.attention_modules += 1
+        for j in range(hybrid_layers):
+            p = f"model.blocks.adapters.{j}"
+            self.lin("mlp", rank, h, p + ".gate_up_proj_adapter.A")
+            self.lin("mlp", 2 * inter, rank, p + ".gate_up_proj_adapter.B")
+            if g.flag("use_shared_attention_adapter"):
+                for x in "qkv":
+                    self.lin("attn", rank, ah, p + f".linear_{x}_adapter.A")
+                    self.lin("attn", ah, rank, p + f".linear_{x}_adapter.B")
+
     def attention(self, i: int, a: AttentionLayer):
         h, p = self.h, f"model.layers.{i}.self_attn"
         q_heads = self.heads
@@ -268,6 +361,22 @@ class _Builder:
             norm = di if self.mt != "falcon_h1" or g.flag("mamba_rms_norm") else 0
             self.ten("mamba", 3 * nh + norm, p + ".A_log")   # dt_bias, A_log, D, gated norm
             self.lin("mamba", h, di, p + ".out_proj", bias=proj_bias)
+        elif m.kind == "short_conv":                 # short_conv.py::ShortConv
+            p, dim, kern = f"model.layers.{i}.short_conv", d["dim"], d["kernel"]
+            bias = g.flag("conv_bias")
+            self.ten("mamba", dim * kern, p + ".conv1d")
+            self.lin("mamba", 3 * dim, dim, p + ".in_proj", bias=bias)
+            self.lin("mamba", dim, dim, p + ".out_proj", bias=bias)
+        elif m.kind == "kda":                        # kimi_gdn_linear_attn.py (not built on CPU: not checked)
+            p, nh, hd, kern = f"model.layers.{i}.self_attn", d["heads"], d["head_dim"], d["kernel"]
+            proj = nh * hd
+            self.lin("gdn", 3 * proj + nh + hd, h, p + ".in_proj_qkvgfab")
+            self.lin("gdn", proj, hd, p + ".f_b_proj")
+            self.ten("gdn", proj + nh + kern * 3 * proj, p + ".A_log", "F32")
+            self.lin("gdn", hd, h, p + ".g_a_proj")
+            self.lin("gdn", proj, hd, p + ".g_b_proj")
+            self.ten("norm", hd, p + ".o_norm")
+            self.lin("gdn", h, proj, p + ".o_proj")
         else:                                        # gdn: qwen3_next.py::Qwen3NextGatedDeltaNet
             p = f"model.layers.{i}.linear_attn"
             nk, nv, dk, dv, kern = d["nk"], d["nv"], d["dk"], d["dv"], d["kernel"]
@@ -280,11 +389,23 @@ class _Builder:
     # -- MLPs
     def dense_inter(self, i: int) -> int:
         g = self.g
+        if self.mt == "lfm2" and g.flag("block_auto_adjust_ff_dim", True):     # lfm2.py Lfm2MLP
+            mult = g.raw("block_ffn_dim_multiplier", 1.0)
+            of = g.int("block_multiple_of", 256) or 1
+            inter = int(2 * self.inter / 3)
+            if isinstance(mult, (int, float)) and not isinstance(mult, bool):
+                inter = int(mult * inter)
+            return of * ((inter + of - 1) // of)
+        if self.mt in F.GEMMA4 and g.flag("use_double_wide_mlp") and 0 < self.first_shared <= i:
+            return 2 * self.inter                  # gemma4.py: KV-shared layers' MLP doubles
         if self.num_experts:
             v = g.raw("intermediate_size_mlp") if self.mt in F.LLAMA4 else None
             if isinstance(v, int) and v > 0:
                 return v
         v = g.raw("intermediate_size")
+        if isinstance(v, list) and v and self.mt in F.GEMMA3N:      # gemma3n.py: intermediate_size[layer]
+            w = v[i] if i < len(v) else v[0]
+            return int(w) if isinstance(w, (int, float)) else self.inter
         if isinstance(v, list) and v:                # nemotron_h.py: a list indexed by MLP layer
             n_mlp = sum(1 for c in str(g.raw("hybrid_override_pattern") or "")[: i + 1] if c == "-") - 1
             w = v[n_mlp] if 0 <= n_mlp < len(v) else v[0]
@@ -314,7 +435,8 @@ class _Builder:
             self.ten("router", e * h, p + ".gate", "F32" if fp32 else "")
         if self.mt in F.GPT_OSS or g.flag("router_bias"):
             self.ten("router", e, p + ".gate.bias")
-        if g.raw("topk_method") == "noaux_tc" or self.mt in F.ROUTER_CORRECTION_BIAS or g.flag("use_routing_bias"):
+        if g.raw("topk_method") == "noaux_tc" or self.mt in F.ROUTER_CORRECTION_BIAS or g.flag("use_routing_bias") \
+                or self.mt == "lfm2_moe" and g.flag("use_expert_bias", True):      # lfm2_moe.py
             self.ten("router", e, p + ".gate.e_score_correction_bias", "F32")
         gated = self.gated
         if gated:

@@ -18,8 +18,8 @@ from math import lcm
 
 from ..arch.model import AttentionLayer, MambaLayer, ModelArch
 from ..errors import BadInput
-from .specs import (MAMBA_CHECKPOINT_BLOCKS, AttentionSpec, ChunkedLocalAttentionSpec, CrossAttentionSpec,
-                    KVSpec, MambaSpec, MLAAttentionSpec, RequestContext, SlidingWindowSpec, cdiv,
+from .specs import (MAMBA_CHECKPOINT_BLOCKS, MAMBA_SPEC_WIDENS, AttentionSpec, ChunkedLocalAttentionSpec,
+                    CrossAttentionSpec, KVSpec, MambaSpec, MLAAttentionSpec, RequestContext, SlidingWindowSpec, cdiv,
                     mamba_state_bytes)
 
 # Packed MLA formats (mla_attention.py::MLAAttention.get_kv_cache_spec, state_content_bytes).
@@ -111,9 +111,14 @@ def _mla_bytes_per_token(opt: KVOptions, head: int) -> int:
     return packed if packed is not None else head * opt.kv_dtype_bytes
 
 
-def mamba_page_bytes(layer: MambaLayer, opt: KVOptions) -> int:
-    return mamba_state_bytes(layer.kind, dict(layer.params), opt.tensor_parallel_size,
-                             opt.num_speculative_tokens if layer.kind != "mamba1" else 0,
+def mamba_page_bytes(layer: MambaLayer, opt: KVOptions, *, model_shape: bool = False) -> int:
+    """One state's bytes as the layer's get_kv_cache_spec sizes it; model_shape: as the model class's
+    get_mamba_state_shape_from_config does (the hybrid alignment reads that one; LFM2's leaves the
+    speculative tokens out of the short-conv state, lfm2.py / lfm2_moe.py)."""
+    spec = opt.num_speculative_tokens if layer.kind in MAMBA_SPEC_WIDENS else 0
+    if model_shape and layer.kind == "short_conv":
+        spec = 0
+    return mamba_state_bytes(layer.kind, dict(layer.params), opt.tensor_parallel_size, spec,
                              opt.mamba_conv_bytes, opt.mamba_ssm_bytes)
 
 
@@ -130,7 +135,7 @@ def align_hybrid_block_size(arch: ModelArch, opt: KVOptions) -> tuple[int, int |
     else:
         heads = kv_heads_per_rank(arch.num_kv_heads, opt.tensor_parallel_size)
         attn_1 = heads * 2 * arch.head_size * opt.kv_dtype_bytes
-    mamba_page = max(mamba_page_bytes(x, opt) for x in arch.mamba_layers)
+    mamba_page = max(mamba_page_bytes(x, opt, model_shape=True) for x in arch.mamba_layers)
     align = max(opt.kernel_block_base, opt.block_size)
     if arch.use_mla:
         align = max(align, 128)

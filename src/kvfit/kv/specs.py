@@ -170,13 +170,20 @@ def _divide(a: int, b: int, what: str) -> int:
     return a // b
 
 
-# Which state tensors each mixer keeps, and which dtype each uses: "conv" (mamba_cache_dtype) or
-# "ssm" (mamba_ssm_cache_dtype); MambaStateDtypeCalculator.{mamba1,mamba2,gated_delta_net}_state_dtype.
-MAMBA_CHECKPOINT_BLOCKS = {"mamba1": 0, "mamba2": 1, "gdn": 0}   # MambaMixer2.get_kv_cache_spec
+# Which state tensors each mixer keeps, and which dtype each uses: "conv" (mamba_cache_dtype), "ssm"
+# (mamba_ssm_cache_dtype) or "f32" (always float32); MambaStateDtypeCalculator.{mamba1,mamba2,
+# gated_delta_net,short_conv,kda}_state_dtype. Kimi-Linear's KDA layer calls kda_state_dtype without the ssm
+# dtype (model_executor/layers/mamba/gdn/kimi_gdn_linear_attn.py), so its recurrent state is float32.
+MAMBA_STATE_DTYPES = {"mamba1": ("conv", "ssm"), "mamba2": ("conv", "ssm"), "gdn": ("conv", "ssm"),
+                      "short_conv": ("conv",), "kda": ("conv", "f32")}
+# num_prefill_checkpoint_blocks of each mixer's MambaSpec (MambaMixer2.get_kv_cache_spec: 1).
+MAMBA_CHECKPOINT_BLOCKS = {"mamba1": 0, "mamba2": 1, "gdn": 0, "short_conv": 0, "kda": 0}
+# Mixers whose conv state widens with speculative tokens (num_spec in the shape calculator).
+MAMBA_SPEC_WIDENS = {"mamba2", "gdn", "short_conv", "kda"}
 
 
 def mamba_state_shapes(kind: str, p: dict[str, int], tp: int, num_spec: int) -> tuple[tuple[int, ...], ...]:
-    """(conv_state_shape, ssm_state_shape) on one TP rank; the conv state in vLLM's default "SD"
+    """The state tensors' shapes on one TP rank (conv state first); the conv state in vLLM's default "SD"
     orientation (state_len, dim) (get_conv_state_layout; the orientation does not change the bytes)."""
     if kind == "mamba1":
         d = _divide(p["d_inner"], tp, "mamba d_inner")
@@ -190,10 +197,17 @@ def mamba_state_shapes(kind: str, p: dict[str, int], tp: int, num_spec: int) -> 
         conv_dim = p["dk"] * p["nk"] * 2 + p["dv"] * p["nv"]
         return ((p["kernel"] - 1 + num_spec, _divide(conv_dim, tp, "GatedDeltaNet conv dim")),
                 (_divide(p["nv"], tp, "GatedDeltaNet value heads"), p["dv"], p["dk"]))
+    if kind == "short_conv":        # MambaStateShapeCalculator.short_conv_state_shape
+        return ((p["kernel"] - 1 + num_spec, _divide(p["dim"], tp, "short conv dim")),)
+    if kind == "kda":               # MambaStateShapeCalculator.kda_state_shape (k heads = heads)
+        conv_dim = 3 * p["heads"] * p["head_dim"]
+        return ((p["kernel"] - 1 + num_spec, _divide(conv_dim, tp, "KDA conv dim")),
+                (_divide(p["heads"], tp, "KDA heads"), p["head_dim"], p["head_dim"]))
     raise BadInput(f"mamba layer kind {kind!r} is not modelled")
 
 
 def mamba_state_bytes(kind: str, p: dict[str, int], tp: int, num_spec: int, conv_bytes: int,
                       ssm_bytes: int) -> int:
-    conv, ssm = mamba_state_shapes(kind, p, tp, num_spec)
-    return prod(conv) * conv_bytes + prod(ssm) * ssm_bytes
+    size = {"conv": conv_bytes, "ssm": ssm_bytes, "f32": 4}
+    shapes = mamba_state_shapes(kind, p, tp, num_spec)
+    return sum(prod(shape) * size[role] for shape, role in zip(shapes, MAMBA_STATE_DTYPES[kind]))

@@ -1,0 +1,54 @@
+"""Unified-memory devices in the GPU catalog (issue 13, item 6): DGX Spark (GB10) and Jetson AGX Thor.
+
+The expected tiers are vLLM's engine/arg_utils.py::get_batch_defaults for the default `vllm serve` path:
+  * 0.32.0: `device_memory = current_platform.get_device_total_memory()` inside try/except; NVML's device
+    memory query is not supported on GB10, so device_memory = 0 -> the last branch: 2048 tokens (serve),
+    256 sequences.
+  * 0.33.0: the same call falls back to the CUDA properties (platforms/cuda.py), and
+    `is_gb10 = current_platform.is_device_capability((12, 1))` keeps GB10 out of the >= 70 GiB tier.
+  * Thor (compute capability 11.0, not GB10) with a total >= 70 GiB: the >= 70 GiB tier, 8192 tokens (serve),
+    1024 sequences (0.33; and 0.32 where NVML is absent, platforms/cuda.py "On Jetson, NVML is not supported").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from _checkutil import ORPHEUS
+
+GiB = 1 << 30
+
+
+@pytest.mark.parametrize("name, full, cc", [
+    ("DGX Spark", "NVIDIA GB10", "12.1"),
+    ("GB10", "NVIDIA GB10", "12.1"),
+    ("Jetson AGX Thor", "NVIDIA Thor", "11.0"),
+    ("Thor", "NVIDIA Thor", "11.0"),
+])
+def test_unified_memory_gpus_in_the_catalog(check_json, name, full, cc):
+    j = check_json(ORPHEUS, "--gpu", name, "--max-model-len", "8192")
+    assert j["gpu"]["name"] == full
+    assert j["gpu"]["compute_capability"] == cc
+    assert j["gpu"]["total_bytes"] >= 70 * GiB         # a total vLLM would put on the large tier if it read it
+
+
+@pytest.mark.parametrize("version", ["0.32.0", "0.33.0"])
+def test_gb10_gets_the_small_batch_tier(check_json, version):
+    j = check_json(ORPHEUS, "--gpu", "DGX Spark", "--max-model-len", "8192", "--vllm-version", version)
+    assert (j["settings"]["max_num_batched_tokens"], j["settings"]["max_num_seqs"]) == (2048, 256)
+
+
+def test_thor_gets_the_70_gib_tier(check_json):
+    j = check_json(ORPHEUS, "--gpu", "Jetson Thor", "--max-model-len", "8192", "--vllm-version", "0.33.0")
+    assert (j["settings"]["max_num_batched_tokens"], j["settings"]["max_num_seqs"]) == (8192, 1024)
+
+
+def test_unified_memory_entries_say_what_kvfit_assumes():
+    from kvfit.gpu.catalog import catalog
+
+    entries = {e["name"]: e for e in catalog()}
+    for name in ("NVIDIA GB10", "NVIDIA Thor"):
+        e = entries[name]
+        assert e["unified_memory"] is True
+        assert "psutil.virtual_memory().available" in e["notes"]      # vLLM's free memory on UMA devices
+        assert "approximate" in e["source"]                           # totals not measured by this project
