@@ -52,3 +52,23 @@ def test_unified_memory_entries_say_what_kvfit_assumes():
         assert e["unified_memory"] is True
         assert "psutil.virtual_memory().available" in e["notes"]      # vLLM's free memory on UMA devices
         assert "approximate" in e["source"]                           # totals not measured by this project
+
+
+@pytest.mark.parametrize("name, estimated, unified", [
+    ("DGX Spark", True, True),        # gpus.json: total "from knowledge", unified_memory
+    ("Thor", True, True),
+    ("L4", True, False),              # total from knowledge, not from a vLLM log
+    ("RTX 3090", False, False),       # calibration gt-001 printed total_gpu_memory=23.58GiB
+])
+def test_named_gpu_says_what_its_total_rests_on(check_json, name, estimated, unified):
+    notes = " ".join(check_json(ORPHEUS, "--gpu", name, "--max-model-len", "8192")["notes"])
+    assert ("kvfit's estimate, not seen in a vLLM log" in notes) is estimated
+    assert ("shares its memory with the CPU" in notes) is unified
+    if unified:     # NVML cannot read memory there (nvidia-smi memory.total [N/A]): only --gpu-memory helps
+        assert "reads NVML" not in notes
+
+
+def test_measured_total_gives_no_estimate_note(check_json):
+    notes = " ".join(check_json(ORPHEUS, "--gpu", "DGX Spark", "--gpu-memory", "119.5GiB",
+                                "--max-model-len", "8192")["notes"])
+    assert "kvfit's estimate" not in notes and "shares its memory" not in notes

@@ -20,7 +20,7 @@ from ..arch.normalize import normalize
 from ..errors import BadFlag, BadInput, GpuError, LaunchError, ModelNotFound
 from ..flags import BY_DEST, settings_from
 from ..kv.cpu_host import CPU_ISAS, detect_cpu_isa
-from ..gpu.catalog import catalog, common_gpus, from_entry, lookup
+from ..gpu.catalog import catalog, caveats, common_gpus, from_entry, lookup
 from ..gpu.model import Gpu
 from ..memory.profiles import CURRENT_VERSION, Profile, engine_for, installed_vllm_version, profile_for
 from ..plan.evaluate import Model
@@ -303,6 +303,8 @@ def build(req: Request) -> Inputs:
     goals = goals_from(values)
     pin = launch.gpu_pin if launch is not None else (None, None)
     gpus, probe_note, count = pick_gpus(values, settings, pin[0])
+    if probe_note is None:
+        notes += caveats(gpus[0])
     profile, engine_note = engine_profile(version, env, settings, model, gpus[0])
     if engine_note:
         notes.append(engine_note)

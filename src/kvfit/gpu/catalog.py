@@ -54,6 +54,23 @@ def lookup(name: str) -> Gpu:
                    "See `kvfit gpus` for the names kvfit knows, or give the total with --gpu-memory 79.25GiB.")
 
 
+def caveats(gpu: Gpu) -> tuple[str, ...]:
+    """What a named catalog GPU's answer rests on that no vLLM log has shown kvfit: a total not measured in
+    calibration, and unified memory (vLLM then sizes from the system's available memory)."""
+    entry = next((e for e in catalog() if e["name"] == gpu.name), None)
+    if gpu.source != "catalog" or entry is None:
+        return ()
+    out = []
+    if not str(entry.get("source", "")).startswith("calibration"):
+        where = "" if entry.get("unified_memory") else "run kvfit on the machine (it reads NVML) or "
+        out.append(f"{gpu.name}'s total ({gpu.total_bytes / 2**30:.2f} GiB) is kvfit's estimate, not seen in a vLLM "
+                   f"log: {where}give --gpu-memory with what torch.cuda.mem_get_info() reports there")
+    if entry.get("unified_memory"):
+        out.append(f"{gpu.name} shares its memory with the CPU: vLLM sizes the KV cache from what the system has "
+                   f"available at launch (psutil), so whatever else runs there comes out of it")
+    return tuple(out)
+
+
 COMMON = ("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 4090", "NVIDIA A10", "NVIDIA L4",
           "NVIDIA L40S", "NVIDIA A100-SXM4-40GB", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3",
           "NVIDIA H200")
