@@ -174,6 +174,8 @@ class CheckResult:
     model: Mapping[str, Any]                   # id, source, family, layers, ... (JSON "model")
     gpu: Mapping[str, Any] | None              # name, total_bytes, ... (JSON "gpu")
     settings: Mapping[str, Any] | None         # the launch as vLLM resolves it (JSON "settings")
+    what_if: Mapping[str, Any] | None          # vLLM's own numbers around it, no headroom: longest_max_model_len,
+    #                                            min_gpu_memory_utilization (JSON "what_if")
     notes: tuple[str, ...]
     warnings: tuple[str, ...]
     results: tuple[CheckResult, ...] = ()
@@ -201,7 +203,7 @@ class CheckResult:
             results = tuple(cls.from_dict({**r, "schema": d.get("schema")}) for r in d["results"])
             verdict = Verdict(fits=v["fits"], reasons=(v["reason"],) if not v["fits"] else (), table=True,
                               fits_on=tuple(v.get("fits_on") or ()))
-            return cls(verdict, None, None, None, (), _frozen(results[0].model if results else {}), None, None,
+            return cls(verdict, None, None, None, (), _frozen(results[0].model if results else {}), None, None, None,
                        tuple(d.get("notes") or ()), tuple(d.get("warnings") or ()), results, doc)
         verdict = Verdict(fits=v["fits"], reasons=tuple(v.get("reasons") or ()), launch_fits=v.get("launch_fits"),
                           startup_ok=v.get("startup_ok"), nothing_fits=v.get("nothing_fits"))
@@ -209,7 +211,7 @@ class CheckResult:
                    Recommendation._of(d.get("recommendation")),
                    tuple(r for r in (Recommendation._of(a) for a in d.get("alternatives") or ()) if r is not None),
                    _frozen(d.get("model") or {}), _frozen(d.get("gpu")), _frozen(d.get("settings")),
-                   tuple(d.get("notes") or ()), tuple(d.get("warnings") or ()), (), doc)
+                   _frozen(d.get("what_if")), tuple(d.get("notes") or ()), tuple(d.get("warnings") or ()), (), doc)
 
 
 @dataclass(frozen=True)
