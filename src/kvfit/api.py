@@ -36,12 +36,19 @@ KEYWORDS: tuple[str, ...] = tuple(d for d in BY_DEST if d not in _EXPLICIT)
 
 # --- the arguments -------------------------------------------------------------------------------------
 
+def _abbreviates(short: str, name: str) -> bool:
+    """gpu_util -> gpu_memory_utilization: each word of `short` starts a later word of `name`, in order."""
+    words = iter(name.split("_"))
+    return bool(short) and all(any(w.startswith(p) for w in words) for p in short.split("_") if p)
+
+
 def _unknown(name: str) -> BadFlag:
     norm = name.replace("-", "_").lstrip("_")
     if norm in BY_DEST:
         return BadFlag(f"unknown keyword argument {name!r}", f"Did you mean {norm}=? (vLLM's names, with underscores)",
                        flag=name)
-    close = difflib.get_close_matches(norm, [*KEYWORDS, *_EXPLICIT], n=1, cutoff=0.6)
+    names = [*KEYWORDS, *_EXPLICIT]
+    close = [d for d in names if _abbreviates(norm, d)] or difflib.get_close_matches(norm, names, n=1, cutoff=0.6)
     hint = f"Did you mean {close[0]}=?" if close else \
         "kvfit takes vLLM's argument names and the goals: " + ", ".join(sorted(KEYWORDS))
     return BadFlag(f"unknown keyword argument {name!r}", hint, flag=name)
