@@ -328,9 +328,8 @@ def explain(log: str, *, gpu: str | None = None, gpu_memory: str | int | None = 
         raise BadInput(f"explain() takes the log as text, got {type(log).__name__}")
     if not log.strip():
         raise BadInput("the log is empty", "Pass the vLLM output, including the error or the KV-cache lines.")
-    if isinstance(gpu_memory, int) and not isinstance(gpu_memory, bool):
-        gpu_memory = f"{gpu_memory}B"
-    e = explain_text(log, label, offline=offline, gpu=gpu, gpu_memory=gpu_memory)
+    total = f"{gpu_memory}B" if isinstance(gpu_memory, int) and not isinstance(gpu_memory, bool) else gpu_memory
+    e = explain_text(log, label, offline=offline, gpu=gpu, gpu_memory=total if isinstance(total, str) else None)
     return Explanation.from_dict(e.as_dict())
 
 
