@@ -1,5 +1,6 @@
 """Run the kvfit command line in this process, as the console script does (kvfit.cli.main.run, with main's
-error reporting for kvfit's own errors), capturing stdout and stderr. Any other exception propagates: a
+error reporting for kvfit's own errors: the message on stderr and, with --json, the error object on stdout),
+capturing stdout and stderr. Any other exception propagates: a
 crash fails the test with its traceback instead of being turned into "internal error"."""
 
 from __future__ import annotations
@@ -59,8 +60,13 @@ def invoke(args, input: str | None = None) -> Invoked:
             except KvfitError as e:
                 report_error(consoles()[1], e)
                 code = e.exit_code
+                if M.wants_json([str(a) for a in args]):     # as main(): with --json the error is JSON on stdout
+                    M.print_error_json(e, code)
             except SystemExit as e:             # argparse --help
                 code = e.code if isinstance(e.code, int) else 0
     finally:
         sys.stdin = old_in
+    from kvfit_schema import check_output
+
+    check_output(args, out.getvalue())          # any JSON it printed validates against the shipped schema
     return Invoked(code, out.getvalue(), err.getvalue())

@@ -41,6 +41,9 @@ def kvfit(args: list[str], env: dict, cwd: Path, timeout: float = 120) -> tuple[
     t0 = time.monotonic()
     p = subprocess.run([sys.executable, "-m", "kvfit", *args], capture_output=True, text=True, env=env, cwd=cwd,
                        timeout=timeout)
+    from kvfit_schema import check_output
+
+    check_output(args, p.stdout)                      # any JSON it printed validates against the shipped schema
     return p, time.monotonic() - t0
 
 

@@ -61,7 +61,11 @@ def clean_env(tmp_path: Path, **extra: str) -> dict:
 
 def kvfit(args: list[str], env: dict, cwd: Path, script: bool = False) -> subprocess.CompletedProcess:
     head = [str(KVFIT_SCRIPT)] if script else [sys.executable, "-m", "kvfit"]
-    return subprocess.run(head + args, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    p = subprocess.run(head + args, capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    from kvfit_schema import check_output
+
+    check_output(args, p.stdout)                      # any JSON it printed validates against the shipped schema
+    return p
 
 
 # --- no code from a model repository -----------------------------------------------------------------

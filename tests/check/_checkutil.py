@@ -66,6 +66,9 @@ def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]], met
 class Run:
     def __init__(self, proc: subprocess.CompletedProcess):
         self.rc, self.out, self.err = proc.returncode, proc.stdout, proc.stderr
+        from kvfit_schema import check_output
+
+        check_output(proc.args[3:], proc.stdout)      # [python, -m, kvfit, ARGS...]: JSON validates (schema)
 
     @property
     def json(self) -> dict:

@@ -21,6 +21,9 @@ def _kvfit_json(*args: str) -> dict:
     r = subprocess.run([sys.executable, "-m", "kvfit", "check", *args, "--json"], capture_output=True,
                        text=True, env=env, timeout=300)
     assert r.returncode in (0, 1), r.stderr
+    from kvfit_schema import check_output
+
+    check_output(["check", *args, "--json"], r.stdout)     # validates against the shipped schema
     return json.loads(r.stdout)
 
 

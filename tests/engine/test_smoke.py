@@ -61,8 +61,12 @@ def _env(marker: str | None = None, **extra) -> dict:
 
 
 def kvfit(*args: str, env: dict | None = None, timeout: float = ENGINE_WAIT_S) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kvfit", *args], capture_output=True, text=True,
-                          env=env or _env(), timeout=timeout)
+    p = subprocess.run([sys.executable, "-m", "kvfit", *args], capture_output=True, text=True,
+                       env=env or _env(), timeout=timeout)
+    from kvfit_schema import check_output
+
+    check_output(args, p.stdout)                      # any JSON it printed validates against the shipped schema
+    return p
 
 
 def marked_pids(marker: str) -> list[int]:

@@ -108,6 +108,9 @@ def run_entry(argv: list[str], limit: float = HARD_LIMIT_S) -> Outcome:
                 code = e.code
     finally:
         sys.argv = old_argv
+    from kvfit_schema import check_output
+
+    check_output(argv, out.getvalue())                # any JSON it printed validates against the shipped schema
     return Outcome(argv, 0 if code is None else code, out.getvalue(), err.getvalue(), "entry")
 
 

@@ -94,6 +94,9 @@ def kvfit_proc():
         e.update(env or {})
         p = subprocess.run([sys.executable, "-m", "kvfit", *args], capture_output=True, text=True, env=e,
                            cwd=cwd, timeout=timeout)
+        from kvfit_schema import check_output
+
+        check_output(args, p.stdout)                  # any JSON it printed validates against the shipped schema
         return Res(p.returncode, p.stdout, p.stderr, None)
 
     return run

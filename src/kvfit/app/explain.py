@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from .. import launch as L
 from ..errors import BadInput
-from ..logs.diagnose import Fix, explain
+from ..logs.diagnose import Explanation, Fix, explain
 from ..logs.parse import LogFacts, parse_log
-from ..logs.recheck import candidate_fixes, recheck, settings_from_log
+from ..logs.recheck import Recheck, candidate_fixes, recheck, settings_from_log
 from ..settings import Settings
 from .inputs import load_model
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 GIB = 1 << 30
 MAX_BYTES = 64 << 20          # larger inputs keep their first 16 MiB and last 48 MiB
@@ -112,9 +115,33 @@ def corrected_launch(facts: LogFacts, settings: Settings, fix: Fix | None) -> L.
     return fixed
 
 
-def run(*, source: str | None, as_json: bool, offline: bool, out: Console, err: Console, stdin=None,
-        gpu: str | None = None, gpu_memory: str | None = None) -> int:
-    text, label = read_text(source, stdin)
+@dataclass(frozen=True)
+class Explained:
+    """One log's answer: what it shows, the diagnosis, the re-check, the corrected launches. The report,
+    --json and kvfit.explain() all render this."""
+
+    label: str
+    facts: LogFacts
+    explanation: Explanation
+    recheck: Recheck | None
+    commands: tuple[L.Launch, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.explanation.diagnoses else 1
+
+    def as_dict(self) -> dict:
+        """The --json document (schema kvfit.explain/1), JSON types only."""
+        from ..render import explain as rx
+
+        texts = [L.render(c).rstrip("\n") for c in self.commands]
+        d = rx.explanation_dict(self.facts, self.explanation, self.recheck, texts[0] if texts else None, self.label)
+        d["corrected_commands"] = texts
+        return json.loads(json.dumps(d, default=str))
+
+
+def explain_text(text: str, label: str, *, offline: bool, gpu: str | None = None,
+                 gpu_memory: str | None = None) -> Explained:
     facts = parse_log(text)
     if (gpu or gpu_memory) and facts.total_gpu_memory_gib is None:
         from ..flags import BY_DEST
@@ -137,13 +164,17 @@ def run(*, source: str | None, as_json: bool, offline: bool, out: Console, err: 
             commands.append(c)
         if len(commands) == 2:
             break
-    from ..render import explain as rx
+    return Explained(label, facts, expl, rc, tuple(commands))
 
-    texts = [L.render(c).rstrip("\n") for c in commands]
+
+def run(*, source: str | None, as_json: bool, offline: bool, out: Console, err: Console, stdin=None,
+        gpu: str | None = None, gpu_memory: str | None = None) -> int:
+    text, label = read_text(source, stdin)
+    e = explain_text(text, label, offline=offline, gpu=gpu, gpu_memory=gpu_memory)
     if as_json:
-        d = rx.explanation_dict(facts, expl, rc, texts[0] if texts else None, label)
-        d["corrected_commands"] = texts
-        out.print_json(json.dumps(d, default=str))
+        out.print_json(json.dumps(e.as_dict()))
     else:
-        rx.render(out, facts, expl, rc, commands, label)
-    return 0 if expl.diagnoses else 1
+        from ..render import explain as rx
+
+        rx.render(out, e.facts, e.explanation, e.recheck, list(e.commands), label)
+    return e.exit_code

@@ -197,4 +197,22 @@ def gpus(ns: Namespace, words: list[str], out, err) -> int:
     return 0
 
 
-__all__ = ["check", "smoke", "sweep", "explain", "models", "gpus", "request_from", "Path"]
+def schema(ns: Namespace, words: list[str], out, err) -> int:
+    """`kvfit schema [COMMAND]`: the JSON Schema of a command's --json output (src/kvfit/schemas)."""
+    from .. import schemas
+
+    if ns.schema_name is None:
+        doc = {n: schemas.load(n, bundled=True) for n in schemas.NAMES}
+    elif ns.schema_name in schemas.NAMES:
+        doc = schemas.load(ns.schema_name, bundled=True)
+    else:
+        import difflib
+
+        close = difflib.get_close_matches(ns.schema_name, schemas.NAMES, n=1)
+        raise BadInput(f"no schema for {ns.schema_name!r}",
+                       (f"Did you mean {close[0]!r}? " if close else "") + "Schemas: " + ", ".join(schemas.NAMES))
+    sys.stdout.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+__all__ = ["check", "smoke", "sweep", "explain", "models", "gpus", "schema", "request_from", "Path"]

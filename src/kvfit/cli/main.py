@@ -107,6 +107,15 @@ def build_parser() -> Parser:
     e.add_argument("--gpu-memory", dest="gpu_memory", help="Its total as CUDA reports it (79.25GiB).")
     e.add_argument("--json", dest="as_json", action="store_true", help="Machine-readable output.")
 
+    x = sub.add_parser("schema", help="Print the JSON Schema of a command's --json output.",
+                       description="Print the JSON Schema (draft 2020-12) of what COMMAND prints with --json: "
+                                   "check (with or without a GPU), sweep, explain, smoke, manifest (check "
+                                   "--manifest), models, gpus, or error (any command's --json error). Without "
+                                   "COMMAND: all of them, by command.", allow_abbrev=False)
+    x.add_argument("schema_name", nargs="?", metavar="COMMAND", help="check, sweep, explain, smoke, manifest, models, "
+                   "gpus or error.")
+    x.add_argument("--json", dest="as_json", action="store_true", help="Accepted for symmetry: the schema is JSON.")
+
     for name, helptext in (("models", "List the models bundled with kvfit (they work offline)."),
                            ("gpus", "List the GPUs NVML sees here and the GPUs in kvfit's catalog.")):
         x = sub.add_parser(name, help=helptext, description=helptext, allow_abbrev=False)
@@ -163,6 +172,38 @@ def version_text() -> str:
             f"default: the installed vLLM, else {CURRENT_VERSION}")
 
 
+def wants_json(argv: list[str]) -> bool:
+    """Did the command line ask for JSON (--json, --format json)? Then an error is a JSON object on stdout."""
+    own = argv[:argv.index("--")] if "--" in argv else argv
+    return "--json" in own or "--format=json" in own or any(
+        a == "--format" and b == "json" for a, b in zip(own, own[1:]))
+
+
+def error_dict(e: BaseException, exit_code: int) -> dict:
+    """The error object a program reads from stdout with --json (schema kvfit.error/1, `kvfit schema error`):
+    kind (the KvfitError subclass, e.g. ModelNotFound, BadFlag; InternalError for a kvfit bug), message, exit
+    code, and hint and flag when known. Tokens are redacted as in the message on stderr."""
+    from ..errors import redact
+
+    if isinstance(e, KvfitError):
+        d: dict[str, Any] = {"kind": type(e).__name__, "message": redact(e.message), "exit_code": exit_code}
+        if e.hint:
+            d["hint"] = redact(e.hint)
+        if getattr(e, "flag", None):
+            d["flag"] = e.flag
+    else:
+        d = {"kind": "InternalError", "message": f"internal error ({e.__class__.__name__}: {redact(str(e))[:300]}); "
+             "this is a kvfit bug", "exit_code": exit_code,
+             "hint": "Rerun with KVFIT_DEBUG=1 for details and report it."}
+    return {"error": d}
+
+
+def print_error_json(e: BaseException, exit_code: int) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(error_dict(e, exit_code), indent=2, ensure_ascii=False) + "\n")
+
+
 def run(argv: list[str]) -> int:
     out, err = consoles()
     if argv[:1] == ["check"] or argv[:1] == ["sweep"]:
@@ -185,11 +226,14 @@ def run(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     out, err = consoles()
+    as_json = wants_json(args)
     try:
         code = run(args)
     except KvfitError as e:
         report_error(err, e)
         code = e.exit_code
+        if as_json:                 # a program asked for JSON: the error is JSON on stdout too (exit 2)
+            print_error_json(e, code)
     except KeyboardInterrupt:
         print("kvfit: interrupted", file=sys.stderr)
         code = 130
@@ -204,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         code = e.code if isinstance(e.code, int) else 0
     except Exception as e:  # noqa: BLE001 - the contract: a message and exit 2, never a traceback
         code = internal_error(e)
+        if as_json:
+            print_error_json(e, code)
     try:
         sys.stdout.flush()
     except BrokenPipeError:
