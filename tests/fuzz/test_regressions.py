@@ -175,3 +175,16 @@ def test_model_path_with_rich_markup(env, name):
     o = run_direct(["check", str(root / "missing" / name) + ".json", "--gpu", "H100"])
     assert_contract(o)
     assert o.code == 2 and name in o.err
+
+
+@pytest.mark.parametrize("layer_bytes, budget", [(1.7e308, 10 ** 309), (1e308, 10 ** 310)])
+def test_offload_split_that_overflows_is_a_config_error(layer_bytes, budget):
+    """A generated config whose layer bytes sum past float range crashed with OverflowError (int(inf)) in
+    _offload_split under --cpu-offload-gb; it is a ConfigError (exit 2) now."""
+    from types import SimpleNamespace
+
+    from kvfit.memory.weights import _offload_split
+
+    arch = SimpleNamespace(hidden_size=1, attention_layers=[], num_experts=0)
+    with pytest.raises(ConfigError):
+        _offload_split(layer_bytes, 4, budget, arch, 1)

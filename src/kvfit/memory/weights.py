@@ -453,17 +453,21 @@ def _offload_split(layer_bytes: float, layers: int, budget: int, arch: ModelArch
     else:
         sizes = [1, 1, 1, 1]
     total = sum(sizes)
-    if not (math.isfinite(layer_bytes) and math.isfinite(total) and total > 0):
+    params = [layer_bytes * s / total for s in sizes] if math.isfinite(total) and total > 0 else [math.inf]
+    if not (math.isfinite(layer_bytes) and all(math.isfinite(p) for p in params)):
         from ..errors import ConfigError
 
         raise ConfigError("config.json's sizes give weights too large to place (--cpu-offload-gb)")
-    params = [layer_bytes * s / total for s in sizes]
     moved = 0.0
     for _ in range(layers):
         for p in params:
             if moved >= budget:
                 return int(moved)
             moved += p
+            if not math.isfinite(moved):
+                from ..errors import ConfigError
+
+                raise ConfigError("config.json's sizes give weights too large to place (--cpu-offload-gb)")
     return int(moved)
 
 
