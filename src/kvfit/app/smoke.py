@@ -192,6 +192,7 @@ def build_record(*, src, m: plan.Model, gpu: Gpu, res: plan.Result, launch: Sett
     if cpu and "kv_cache_memory_bytes" not in kwargs and os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
         settings["env"] = {"VLLM_CPU_KVCACHE_SPACE": os.environ["VLLM_CPU_KVCACHE_SPACE"]}
     return {
+        "schema": "kvfit.smoke/1",
         "obs_id": f"smoke-{now:%Y%m%dT%H%M%SZ}-{ident}",
         "confidence": "high",
         "source": {"kind": "kvfit_smoke", "repo": None, "url": None,
