@@ -652,6 +652,18 @@ def family_of(config: Mapping | None) -> str | None:
     return None
 
 
+def items_for(config: Mapping, *, profile, seq_len: int, counts: Mapping[str, int], text_hidden: int,
+              mm_processor_kwargs: str | Mapping | None = None, limit_mm_per_prompt: str | Mapping | None = None,
+              processor: Mapping | None = None, video_processor: Mapping | None = None) -> dict[str, MMItem]:
+    """The largest item per modality, as the family's processing info sizes it for (seq_len, mm_counts)."""
+    mt = str(config.get("model_type") or "")
+    if mt not in _FAMILIES:
+        return {}
+    ctx = _Ctx(config, text_hidden, _rel(profile), read_kwargs(mm_processor_kwargs), processor, video_processor,
+               read_limits(limit_mm_per_prompt).options, [])
+    return _FAMILIES[mt][1](ctx, seq_len, counts)
+
+
 def _per_position_bytes(t: Tower, tp: int, act_bytes: int) -> int:
     """Bytes one encoder position keeps alive at the tower's peak (vLLM 0.32 eager forward; the layer's
     locals live until it returns, and the caller's argument through the call):
