@@ -377,15 +377,19 @@ def _qwen2_family(ctx: _Ctx, seq_len: int, counts: Mapping[str, int], kind: str)
         return max((frames + (-frames % tpf)) // tpf, 1) * per_pair_count
 
     def frames_for(length: int, cnt: Mapping[str, int]) -> int:
-        # get_num_frames_with_most_features: up to 0.10.1 the images' tokens are taken off seq_len first
+        # get_num_frames_with_most_features: up to 0.10.1 the images' tokens are taken off seq_len first.
+        # _get_max_video_frames adds frames while video_tokens(n + 1) <= seq_len; video_tokens(n) =
+        # ceil(n / temporal) x per pair, so the last n is (seq_len // per pair) x temporal (0: none fits;
+        # 0.13+ starts from 1 frame).
         budget_len = length - (per_image * cnt.get("image", 0) if ctx.rel < (0, 10, 2) else 0)
-        n = 0 if ctx.rel < (0, 13, 0) else 1
-        while video_tokens(n + 1) <= budget_len:
-            n += 1
-            if n > 1 << 20:
-                break
         cap = 16 if ctx.rel < (0, 11, 0) else 14                              # _MAX_FRAMES_PER_VIDEO
-        return max(min(n // max(cnt.get("video", 0), 1), cap), 1)
+        per_video = max(cnt.get("video", 0), 1)
+        if per_pair_count <= 0:
+            n = cap * per_video
+        else:
+            n = max(0, budget_len) // per_pair_count * tpf
+        n = max(n, 0 if ctx.rel < (0, 13, 0) else 1)
+        return max(min(n // per_video, cap), 1)
 
     items: dict[str, MMItem] = {}
     if counts.get("image", 0) > 0:
@@ -720,6 +724,24 @@ def encoder_profile(config: Mapping | None, *, profile, text_hidden: int, max_mo
         return EncoderProfile(fam, modelled=False, notes=(
             f"encoder profile of {fam} not modelled: kvfit charges max_num_batched_tokens x hidden "
             "(a floor; the real profile is larger)",))
+    try:
+        return _v1_or_v0(config, mt, rule, rel, limits, kwargs, notes, processor=processor,
+                         video_processor=video_processor, text_hidden=text_hidden, max_model_len=max_model_len,
+                         max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
+                         act_bytes=act_bytes, tp=tp, skip_mm_profiling=skip_mm_profiling,
+                         chunked_prefill=chunked_prefill)
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError, AttributeError, KeyError) as e:
+        if isinstance(e, BadFlag):
+            raise
+        return EncoderProfile(fam, modelled=False, notes=(
+            f"encoder profile of {fam} not sized: config.json's vision / audio settings cannot be read "
+            f"({type(e).__name__}); kvfit charges max_num_batched_tokens x hidden (a floor)",))
+
+
+def _v1_or_v0(config: Mapping, mt: str, rule: MMRule, rel, limits: Limits, kwargs: dict, notes: list[str], *,
+              processor, video_processor, text_hidden: int, max_model_len: int, max_num_batched_tokens: int,
+              max_num_seqs: int, act_bytes: int, tp: int, skip_mm_profiling: bool,
+              chunked_prefill: bool) -> EncoderProfile:
     name, sizer, supported = _FAMILIES[mt]
     ctx = _Ctx(config, text_hidden, rel, kwargs, processor, video_processor, limits.options, notes)
     unknown = sorted(set(limits.counts) - set(supported))
