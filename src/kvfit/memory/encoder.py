@@ -205,12 +205,25 @@ def _size_of(default: Mapping, *layers: Mapping | None) -> dict:
         if not layer:
             continue
         if isinstance(layer.get("size"), Mapping):
-            size.update({k: v for k, v in layer["size"].items() if v is not None})
+            size.update({k: _pixels(k, v) for k, v in layer["size"].items()
+                         if v is not None and k in ("shortest_edge", "longest_edge")})
         if layer.get("min_pixels") is not None:
-            size["shortest_edge"] = layer["min_pixels"]
+            size["shortest_edge"] = _pixels("min_pixels", layer["min_pixels"])
         if layer.get("max_pixels") is not None:
-            size["longest_edge"] = layer["max_pixels"]
+            size["longest_edge"] = _pixels("max_pixels", layer["max_pixels"])
     return size
+
+
+# One item of more tokens than this is longer than any context vLLM serves; kvfit refuses to size it (the
+# most-features search below is a divisor search whose cost grows with the square root of the tokens).
+MAX_ITEM_TOKENS = 1 << 22
+
+
+def _pixels(key: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise BadFlag(f"--mm-processor-kwargs {key} must be a whole number of pixels > 0, got {v!r}",
+                      flag="mm_processor_kwargs")
+    return v
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -260,6 +273,10 @@ def most_features_image(max_pixels: int, unit: int, rel: tuple[int, int, int]) -
     if rel < (0, 13, 0):
         return smart_resize(9999999, 9999999, unit, 0, max_pixels)
     n = max(1, max_pixels // (unit * unit))
+    if n > MAX_ITEM_TOKENS:
+        raise BadFlag(f"max_pixels {max_pixels:,} makes one image {n:,} tokens, more than any context vLLM "
+                      "serves", "Give the model's real max_pixels with --mm-processor-kwargs.",
+                      flag="mm_processor_kwargs")
     hf, wf = 1, n
     for s in range(n, 0, -1):
         for d in range(math.isqrt(s), 0, -1):
