@@ -206,3 +206,23 @@ def test_v1_peak_combines_encoder_and_decoder():
     assert big.activation_bytes == 18_617_991_168 > 114_688 * 3584 * 2 + lm
     none = estimate_overhead(arch, encoder=prof(QWEN25, limit_mm_per_prompt={"image": 0, "video": 0}), **kw)
     assert none.activation_bytes == lm
+
+
+def test_qwen3_vl_0_11_log_line():
+    """A real 0.11.0 log of a Qwen3-VL MoE launch (../shared/docs/vllm-gpu-memory-by-release.md §3): "Encoder
+    cache will be initialized with a budget of 153600 tokens, and profiled with 1 video items of the maximum
+    feature size". With the Qwen3-VL processor sizes (image longest_edge 16,777,216; video 25,165,824): a video is
+    25,165,824 // 2 // 32^2 = 12,288 soft tokens, counted x 12.5 = 153,600 in 0.11.0-0.12.0 (qwen3_vl.py
+    get_max_video_tokens); budget = max(T, 153,600); items = 153,600 // 153,600 = 1. 0.11.0 pads the output to
+    the budget: 153,600 rows of 4096 x (1 + 3 deepstack levels) x 2 B (8B's dims; the MoE of the log differs)."""
+    kw = {"max_pixels": 16777216, "min_pixels": 65536,
+          "videos_kwargs": {"size": {"longest_edge": 25165824, "shortest_edge": 4096}}}
+    e = E.encoder_profile(cfg("Qwen__Qwen3-VL-8B-Instruct"), profile=profile_for("0.11.0"), text_hidden=4096,
+                          max_model_len=262144, max_num_batched_tokens=8192, max_num_seqs=256, act_bytes=2, tp=4,
+                          mm_processor_kwargs=kw)
+    assert (e.modality, e.budget, e.items) == ("video", 153_600, 1)
+    assert e.cache_bytes == 153_600 * 4096 * 4 * 2
+    later = E.encoder_profile(cfg("Qwen__Qwen3-VL-8B-Instruct"), profile=profile_for("0.16.0"), text_hidden=4096,
+                              max_model_len=262144, max_num_batched_tokens=8192, max_num_seqs=256, act_bytes=2,
+                              tp=4, mm_processor_kwargs=kw)
+    assert (later.budget, later.items) == (16_384, 1)           # the image (16,384 tokens) now wins
