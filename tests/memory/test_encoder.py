@@ -226,3 +226,21 @@ def test_qwen3_vl_0_11_log_line():
                               max_model_len=262144, max_num_batched_tokens=8192, max_num_seqs=256, act_bytes=2,
                               tp=4, mm_processor_kwargs=kw)
     assert (later.budget, later.items) == (16_384, 1)           # the image (16,384 tokens) now wins
+
+
+def test_qwen2_5_omni_audio():
+    """Qwen2.5-Omni thinker (transformers' Qwen2_5OmniConfig defaults: audio d_model 1280, 32 layers, ffn 5120,
+    128 mel bins, output 3584). Audio (qwen2_audio.py::get_mm_max_tokens_per_item): 30 s x 16,000 / 160 = 3,000
+    mel frames -> (3000 - 1) // 2 + 1 = 1,500 -> (1500 - 2) // 2 + 1 = 750 tokens. With video and image off,
+    items = 8192 // 750 = 10 of 1,500 encoder positions; per position 2 x (max(3d + 4d, 3d + 2 x 5120) + d) +
+    4 x 2 x 128 = 2 x 15,360 + 1,024 = 31,744 B."""
+    transformers = pytest.importorskip("transformers")
+    oc = transformers.Qwen2_5OmniConfig().to_dict()
+    e = E.encoder_profile(oc, profile=profile_for("0.32.0"), text_hidden=3584, max_model_len=32768,
+                          max_num_batched_tokens=8192, max_num_seqs=1024, act_bytes=2,
+                          limit_mm_per_prompt={"image": 0, "video": 0})
+    assert (e.modality, e.tokens_per_item, e.items) == ("audio", 750, 10)
+    assert e.forward_bytes == 10 * 1500 * 31_744
+    assert e.cache_bytes == 10 * 750 * 3584 * 2
+    assert E.encoder_profile(oc, profile=profile_for("0.32.0"), text_hidden=3584, max_model_len=32768,
+                             max_num_batched_tokens=8192, max_num_seqs=1024, act_bytes=2).modality == "video"
