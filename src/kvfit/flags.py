@@ -190,6 +190,64 @@ def parse_speculative_config(v: Any) -> dict:
     return {"method": method, "num_speculative_tokens": n, "model": model}
 
 
+# config/multimodal.py (0.32): ImageDummyOptions(count, width, height), VideoDummyOptions(count, num_frames,
+# width, height), AudioDummyOptions(count, length), all extra="forbid"; other modalities BaseDummyOptions(count).
+_MM_OPTIONS = {"image": ("count", "width", "height"), "video": ("count", "num_frames", "width", "height"),
+               "audio": ("count", "length")}
+
+
+def parse_limit_mm_per_prompt(v: Any) -> dict:
+    """--limit-mm-per-prompt as vLLM reads it. 0.32 (engine/arg_utils.py: json.loads; config/multimodal.py
+    MultiModalConfig._validate_limit_per_prompt): a JSON object of modality -> count (an int >= 0), or ->
+    {"count": N, "width"/"height"/"num_frames"/"length": M > 0} (the dummy item's size, 0.11+). Releases
+    up to 0.9.2 also took `image=16,video=2` (engine/arg_utils.py::nullable_kvs: keys lower-cased, int
+    values); kvfit reads that form too and keeps the JSON form."""
+    flag = "--limit-mm-per-prompt"
+    if isinstance(v, str) and not v.strip().startswith("{"):
+        out: dict[str, Any] = {}
+        for item in v.split(","):
+            parts = [x.lower().strip() for x in item.split("=")]
+            if len(parts) != 2 or not parts[0]:
+                raise _bad("limit_mm_per_prompt", f"{flag} must be a JSON object such as '{{\"image\": 2}}' "
+                           f"(or image=2,video=1 for vLLM <= 0.9), got {v!r}")
+            try:
+                n = int(parts[1])
+            except ValueError:
+                raise _bad("limit_mm_per_prompt", f"{flag}: {parts[0]}={parts[1]} is not a whole number") from None
+            if parts[0] in out and out[parts[0]] != n:
+                raise _bad("limit_mm_per_prompt", f"{flag}: conflicting values for {parts[0]}")
+            out[parts[0]] = n
+        v = out
+    d = p_json_object("limit_mm_per_prompt", flag)(v)
+    out = {}
+    for modality, x in d.items():
+        if isinstance(x, bool) or isinstance(x, int):
+            x = {"count": int(x)}
+            simple = True
+        elif isinstance(x, dict):
+            simple = False
+        else:
+            raise _bad("limit_mm_per_prompt", f"{flag}: {modality} must be a count or an object of options, got {x!r}")
+        allowed = _MM_OPTIONS.get(modality, ("count",))
+        extra = sorted(set(x) - set(allowed)) if modality in _MM_OPTIONS else []
+        if extra:
+            raise _bad("limit_mm_per_prompt", f"{flag}: {modality} takes {', '.join(allowed)}, not {', '.join(extra)}")
+        clean: dict[str, int] = {}
+        for k, n in x.items():
+            if k not in allowed:
+                continue                              # BaseDummyOptions ignores other keys
+            if n is None and k != "count":
+                continue
+            if isinstance(n, bool):
+                n = int(n)
+            if not isinstance(n, int) or n < (0 if k == "count" else 1):
+                raise _bad("limit_mm_per_prompt", f"{flag}: {modality}.{k} must be a whole number "
+                           f"{'>= 0' if k == 'count' else '> 0'}, got {n!r}")
+            clean[k] = n
+        out[modality] = clean["count"] if simple else clean
+    return out
+
+
 def p_cpu_isa(v: Any) -> str:
     if v not in CPU_ISAS:
         raise _bad("cpu_isa", f"--cpu-isa {v!r} is not one of {', '.join(CPU_ISAS)}")
@@ -344,6 +402,24 @@ FLAGS: tuple[Flag, ...] = (
          from_settings=lambda s: json.loads(s.rope_scaling) if s.rope_scaling else None, to_text=_json_text),
     Flag("rope_theta", ("--rope-theta",), "RoPE theta (vLLM 0.5.0-0.11.0).", _V,
          p_float("rope_theta", "--rope-theta", 0.0, None), vllm="rope-theta", metavar="THETA"),
+    Flag("limit_mm_per_prompt", ("--limit-mm-per-prompt",),
+         'Multimodal items per prompt and modality, as JSON: \'{"image": 2, "video": 0}\' (0 drops a modality '
+         "from vLLM's encoder profile; vLLM's default is 999, 1 in V0 and before 0.8.5).", _V,
+         parse_limit_mm_per_prompt, vllm="limit-mm-per-prompt", metavar="JSON",
+         to_settings=lambda v: {"limit_mm_per_prompt": _json_text(v) if v else None},
+         from_settings=lambda s: json.loads(s.limit_mm_per_prompt) if s.limit_mm_per_prompt else None,
+         to_text=_json_text),
+    Flag("mm_processor_kwargs", ("--mm-processor-kwargs",),
+         'Multimodal processor settings as JSON, e.g. \'{"max_pixels": 1003520}\': they size the dummy items '
+         "vLLM profiles the encoder with.", _V, p_json_object("mm_processor_kwargs", "--mm-processor-kwargs"),
+         vllm="mm-processor-kwargs", metavar="JSON",
+         to_settings=lambda v: {"mm_processor_kwargs": _json_text(v) if v else None},
+         from_settings=lambda s: json.loads(s.mm_processor_kwargs) if s.mm_processor_kwargs else None,
+         to_text=_json_text),
+    Flag("skip_mm_profiling", ("--skip-mm-profiling",),
+         "vLLM profiles no multimodal encoder (V1, 0.10.1+): more KV, the encoder's memory unaccounted.", _V,
+         p_switch("skip_mm_profiling", "--skip-mm-profiling"), vllm="skip-mm-profiling", switch=True,
+         negatable=True, default=False),
     Flag("device", ("--device",), "cuda or cpu (vLLM's CPU backend).", _V,
          p_choice("device", "--device", {"cuda", "cpu"}), vllm="device", default="cuda", choices=("cuda", "cpu")),
     # kvfit's own inputs

@@ -51,6 +51,10 @@ class Settings:
     hf_overrides: str | None = None             # --hf-overrides as canonical JSON text (applied to config.json at load)
     rope_scaling: str | None = None             # --rope-scaling (0.4.3-0.11.0) as canonical JSON text
     rope_theta: float | None = None             # --rope-theta (0.5.0-0.11.0)
+    # Multimodal profiling (memory/encoder.py): vLLM's flag names, defaults as in 0.32.
+    limit_mm_per_prompt: str | None = None      # --limit-mm-per-prompt as canonical JSON text (modality -> count)
+    mm_processor_kwargs: str | None = None      # --mm-processor-kwargs as canonical JSON text
+    skip_mm_profiling: bool = False             # --skip-mm-profiling (V1, 0.10.1+)
     vllm_env: tuple[tuple[str, str], ...] = ()  # the VLLM_* variables the launch runs with (sorted)
 
     def validate(self) -> "Settings":

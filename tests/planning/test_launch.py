@@ -132,7 +132,7 @@ def test_flags_without_memory_effect_pass_through_untouched():
 
 @pytest.mark.parametrize("cmd,flag", [
     ("vllm serve x/y --my-plugin-flag on", "--my-plugin-flag"),             # vLLM would refuse it too
-    ("vllm serve x/y --limit-mm-per-prompt '{\"image\": 0}'", "--limit-mm-per-prompt"),
+    ("vllm serve x/y --mm-encoder-tp-mode data", "--mm-encoder-tp-mode"),
     ("vllm serve x/y --data-parallel-size 2", "--data-parallel-size"),
     ("vllm serve x/y --compilation-config '{\"cudagraph_mode\": \"NONE\"}'", "--compilation-config"),
     ("vllm serve x/y --enable-expert-parallel", "--enable-expert-parallel"),

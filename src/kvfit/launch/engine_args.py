@@ -16,12 +16,14 @@ order, comments and every other argument; `compose` writes a fresh `vllm serve M
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import LaunchError, NotModelled
 from ..flags import BY_DEST, BY_VLLM, changed_flags, vllm_values
 from ..settings import Settings
+from ..units import parse_human_int
 from .grammar import NOT_MODELLED, NOT_MODELLED_DEFAULTS, is_known
 from .model import POSITIONAL, Arg, Expr, Launch
 from .write import updated
@@ -62,6 +64,7 @@ def read(launch: Launch) -> LaunchValues:
     """The launch as kvfit's flag table reads it. Later occurrences win (argparse)."""
     raw: dict[str, tuple[Arg, Any]] = {}
     spec_parts: dict[str, Any] = {}
+    dotted: dict[str, tuple[Arg, dict]] = {}
     unresolved: dict[str, str] = {}
     model = config = None
     for a in launch.args:
@@ -85,6 +88,21 @@ def read(launch: Launch) -> LaunchValues:
             config = a.value
             continue
         base = a.key.split(".", 1)[0]
+        if "." in a.key and base in BY_VLLM:
+            # utils/argparse_utils.py FlexibleArgumentParser: `--flag.k1.k2 v` builds {"k1": {"k2": v}} (v read
+            # as JSON, else a human-readable int, else text), merged over the flag's other dotted keys and
+            # passed after every other argument, so it replaces a JSON value given whole.
+            if isinstance(a.value, Expr):
+                unresolved[BY_VLLM[base].dest] = a.value.src
+                continue
+            node = dotted.setdefault(base, (a, {}))[1]
+            *path, last = a.key.split(".")[1:]
+            for k in path:
+                if not isinstance(node.get(k), dict):
+                    node[k] = {}
+                node = node[k]
+            node[last] = _dotted_value(a.value)
+            continue
         if base in _SPEC_PARTS:
             spec_parts[_SPEC_PARTS[base]] = a.value
             continue
@@ -105,6 +123,7 @@ def read(launch: Launch) -> LaunchValues:
         if not is_known(a.key):
             raise LaunchError(f"launch: {_shown(a)} is not a vLLM flag (vLLM would refuse it: unrecognized "
                               "arguments)", "Check the spelling; `vllm serve --help` lists the flags.")
+    raw.update(dotted)
     values: dict[str, Any] = {}
     for key, (a, v) in raw.items():
         f = BY_VLLM[key]
@@ -123,6 +142,19 @@ def read(launch: Launch) -> LaunchValues:
         values["speculative_config"] = BY_VLLM["speculative-config"].parse(spec)
     entrypoint = "llm" if launch.form == "python" and launch.program[:1] == ("LLM",) else "serve"
     return LaunchValues(model, values, config, entrypoint, unresolved)
+
+
+def _dotted_value(v: Any) -> Any:
+    if not isinstance(v, str):
+        return v
+    try:
+        return json.loads(v)
+    except ValueError:
+        pass
+    try:
+        return parse_human_int(v, "value")
+    except Exception:
+        return v
 
 
 def _switch_text(a: Arg, v: Any) -> Any:

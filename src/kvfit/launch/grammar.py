@@ -125,8 +125,7 @@ disable-frontend-multiprocessing""".split())
 NOT_MODELLED = {
     "speculative-model": "old-style speculative decoding (use --speculative-config)",
     "num-speculative-tokens": "old-style speculative decoding (use --speculative-config)",
-    "limit-mm-per-prompt": "multimodal profiling per modality", "mm-processor-kwargs": "multimodal profiling",
-    "skip-mm-profiling": "multimodal profiling", "mm-encoder-tp-mode": "the encoder's weights per GPU",
+    "mm-encoder-tp-mode": "the encoder's weights per GPU",
     "compilation-config": "CUDA-graph capture", "cudagraph-capture-sizes": "CUDA-graph capture",
     "max-cudagraph-capture-size": "CUDA-graph capture", "max-seq-len-to-capture": "CUDA-graph capture",
     "optimization-level": "compilation and CUDA-graph capture", "kv-offloading-size": "KV offloading",
@@ -147,7 +146,7 @@ NOT_MODELLED = {
 # Values of flags that are vLLM's defaults and so change nothing: allowed even though the flag is listed above.
 NOT_MODELLED_DEFAULTS = {"data-parallel-size": ("1",), "data-parallel-size-local": ("1",),
                          "decode-context-parallel-size": ("1",), "prefill-context-parallel-size": ("1",),
-                         "enable-expert-parallel": ("False", "false"), "skip-mm-profiling": ("False", "false"),
+                         "enable-expert-parallel": ("False", "false"),
                          "enable-eplb": ("False", "false"), "enable-dbo": ("False", "false")}
 
 

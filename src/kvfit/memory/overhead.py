@@ -117,8 +117,11 @@ class Overhead:
     non_torch_bytes: int
     forward_bytes: int = 0
     sampler_bytes: int = 0
-    encoder_cache_bytes: int = 0
+    encoder_cache_bytes: int = 0    # encoder outputs held through the decoder's dummy run (memory/encoder.py)
     workspace_bytes: int = 0        # 0.33: TRITON_MLA split-KV workspace reserved in the profile (in activation)
+    encoder_forward_bytes: int = 0  # the encoder's own activation peak on the dummy items (memory/encoder.py)
+    encoder_persistent_bytes: int = 0   # multimodal input buffers allocated with the model (Qwen3-VL deepstack)
+    notes: tuple[str, ...] = ()     # what the encoder profile did (memory/encoder.py), for the report
 
     @property
     def total(self) -> int:
@@ -178,14 +181,23 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
                       layers_on_rank: int, memory_formula: str = "v1", profile=None, device: str = "cuda",
                       compute_capability: tuple[int, int] | None = None, max_model_len: int = 0,
                       env=None, sm_count: int | None = None, num_speculative_tokens: int = 0,
-                      attention_backend: str | None = None, kv_lora_rank: int | None = None) -> Overhead:
+                      attention_backend: str | None = None, kv_lora_rank: int | None = None,
+                      encoder=None) -> Overhead:
     """Activation peak, CUDA-graph estimate and non-torch memory on one GPU, by the release's formula
     (memory.profiles.Profile.memory_formula).
 
     With `profile` (a memory.profiles.Profile) the release's own terms apply too: the formula is the
     profile's, and from 0.33 the warm-up sampler pass, the TRITON_MLA workspace (for MLA models: needs
     `max_model_len`; `sm_count` caps the split count, None leaves it uncapped) and the cuBLAS
-    workspace in the baseline. Without it the numbers are the 0.32 ones, as before."""
+    workspace in the baseline. Without it the numbers are the 0.32 ones, as before.
+
+    `encoder` (memory.encoder.EncoderProfile) is the multimodal encoder's profile for this release and launch.
+    V1: the encoder runs first and its outputs stay in the encoder cache through the decoder's dummy run and
+    the sampler (v1/worker/gpu_model_runner.py::profile_run), so the peak is max(encoder forward, encoder
+    outputs + decoder forward + sampler), plus the multimodal buffers allocated with the model. V0: the
+    encoder runs inside the forward of a dummy batch whose sequences are the sampler's rows
+    (worker/model_runner.py::_dummy_run). Without it, or for a family kvfit does not size, a multimodal V1
+    model keeps the old floor, max_num_batched_tokens x hidden."""
     from . import profiles as P
 
     if profile is not None:
@@ -193,17 +205,25 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
     t = max_num_batched_tokens
     v0 = memory_formula.startswith("v0")
     rows = max_num_seqs if v0 else min(max_num_seqs, t)
+    enc = encoder if encoder is not None and getattr(encoder, "modelled", False) else None
+    if v0 and enc is not None and enc.v0_seqs:
+        rows = enc.v0_seqs                  # the dummy batch has only these sequences (doc C3)
     forward = forward_peak_bytes(arch, t, act_bytes, tp)
     per_logit = V0_SAMPLER_BYTES_PER_LOGIT if v0 else V1_SAMPLER_BYTES_PER_LOGIT
     if profile is not None and not v0:
         per_logit += P.sampler_warmup_bytes_per_logit(profile, device=device,
                                                       compute_capability=compute_capability, env=env)
     sampler = rows * arch.vocab_size * per_logit
-    encoder = 0
-    if not v0 and is_multimodal(arch):
+    enc_fwd = enc.forward_bytes if enc is not None else 0
+    enc_persistent = enc.persistent_bytes if enc is not None else 0
+    if enc is not None:
+        cache = enc.cache_bytes
+    elif not v0 and (is_multimodal(arch) if encoder is None else True):
         # V1 profiles the encoder cache: encoder_cache_size = max(max_num_batched_tokens, tokens of the
-        # largest item) embeddings of hidden_size (spec §3.2). Structural only: no log calibrates it.
-        encoder = t * arch.hidden_size * act_bytes
+        # largest item) embeddings of hidden_size (spec §3.2). A floor for families kvfit does not size.
+        cache = t * arch.hidden_size * act_bytes
+    else:
+        cache = 0
     workspace = 0
     if (profile is not None and profile.mla_workspace_in_profile and arch.use_mla and max_model_len
             and P.uses_triton_mla(profile, compute_capability=compute_capability,
@@ -212,7 +232,10 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
             max_num_seqs=max_num_seqs, num_heads_per_rank=max(1, arch.num_attention_heads // tp),
             kv_lora_rank=kv_lora_rank if kv_lora_rank is not None else mla_kv_lora_rank(arch),
             max_model_len=max_model_len, sm_count=sm_count, num_speculative_tokens=num_speculative_tokens)
-    activation = max(forward, sampler) if v0 else forward + sampler + encoder + workspace
+    if v0:
+        activation = max(forward + cache, sampler, enc_fwd + cache) if enc is not None else max(forward, sampler)
+    else:
+        activation = max(enc_fwd, cache + forward + sampler + workspace) + enc_persistent
     cg = 0
     if not v0 and not enforce_eager and cudagraph_counted:
         n = cudagraph_capture_sizes(max_num_seqs, t)
@@ -226,4 +249,5 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
         non_torch = V1_NON_TORCH_BYTES + (TP_NON_TORCH_EXTRA if tp > 1 else 0)
         if profile is not None and profile.cublas_before_baseline and device == "cuda":
             non_torch -= cublas_workspace_bytes(compute_capability)
-    return Overhead(int(activation), cg, non_torch, forward, sampler, encoder, workspace)
+    return Overhead(int(activation), cg, non_torch, forward, sampler, cache, workspace, enc_fwd, enc_persistent,
+                    tuple(getattr(encoder, "notes", ()) or ()))

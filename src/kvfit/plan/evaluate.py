@@ -19,6 +19,7 @@ from ..kv import cpu_host
 from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from ..kv.layout import KVLayout, KVOptions, build_layout
 from ..kv.specs import RequestContext
+from ..memory.encoder import encoder_profile
 from ..memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
 from ..memory.profiles import (Profile, batch_defaults, max_len_refusal, mxfp4_moe_backend, resolve_batch,
                                rope_scaled_max_len, v0_batch, v0_chunked_prefill)
@@ -322,7 +323,15 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
     ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
                            act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
                            cudagraph_counted=profile.cudagraph_estimate_subtracted,
-                           layers_on_rank=layout.layers_on_rank, memory_formula=profile.memory_formula)
+                           layers_on_rank=layout.layers_on_rank, memory_formula=profile.memory_formula,
+                           encoder=encoder_profile(
+                               model.config, profile=profile, text_hidden=arch.hidden_size,
+                               max_model_len=r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
+                               max_num_seqs=r.max_num_seqs, act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp,
+                               limit_mm_per_prompt=settings.limit_mm_per_prompt,
+                               mm_processor_kwargs=settings.mm_processor_kwargs,
+                               skip_mm_profiling=settings.skip_mm_profiling,
+                               chunked_prefill=not arch.is_encoder_decoder))
     # V1 0.15+: ceil(total x util) (v1/worker/utils.py::request_memory); before, and in V0, the float
     # product, whose fraction never changes a block count.
     requested = (math.ceil(gpu.total_bytes * r.gpu_memory_utilization) if profile.requested_ceil
@@ -373,8 +382,8 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
     r = resolve(arch, settings, gpu, profile, model.config)
     layout = fullest_layout(arch, kv_options(r, settings, arch))
     inv, qnotes = loaded_inventory(model, settings, gpu)
-    mem, _ = memory_budget(model, gpu, settings, profile, r, layout, inv)
-    notes: list[str] = list(qnotes) + list(derived_length(arch, settings, profile, model.config)[3])
+    mem, ov = memory_budget(model, gpu, settings, profile, r, layout, inv)
+    notes: list[str] = list(qnotes) + list(derived_length(arch, settings, profile, model.config)[3]) + list(ov.notes)
     if settings.max_model_len not in (None, -1) and arch.length_from_config:
         _, warning = max_len_refusal(profile, asked=settings.max_model_len, derived=derived_length(
             arch, settings, profile, model.config)[0], model_max_length=arch.model_max_length,
