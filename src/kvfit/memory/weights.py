@@ -29,8 +29,8 @@ What vLLM does when it loads a checkpoint, and what this module reproduces:
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..arch.model import AttentionLayer, Linear, ModelArch, ParamLayout, QuantScheme
 
@@ -231,35 +231,55 @@ def _canon(name: str) -> str:
     return ".".join(parts)
 
 
+@lru_cache(maxsize=64)
+def _ignore_matcher(entries: tuple[str, ...], substring: bool):
+    """An ignore list compiled once: (regexes matched at the start, plain names). "re:" entries and "*"/"?"
+    wildcards become regexes; plain names are substrings of the module path (`substring`) or whole segment
+    runs of it (see _ignored)."""
+    import fnmatch
+    import re
+
+    rx: list[str] = []
+    plain: list[str] = []
+    for e in entries:
+        if e.startswith("re:"):
+            try:
+                re.compile(e[3:])
+            except re.error:
+                continue
+            rx.append(f"(?:{e[3:]})")
+        elif "*" in e or "?" in e:
+            rx += [fnmatch.translate(e), fnmatch.translate(e + ".*")]
+        elif substring:
+            if e:
+                plain.append(e)
+        elif _canon(e):
+            plain.append(_canon(e))
+    try:
+        one = [re.compile("|".join(rx))] if rx else []
+    except re.error:              # patterns that cannot share one regex (clashing group names)
+        one = [re.compile(x) for x in rx]
+    if substring:
+        return one, (re.compile("|".join(re.escape(e) for e in plain)) if plain else None)
+    return one, frozenset(plain)
+
+
 def _ignored(entries: tuple[str, ...], name: str, substring: bool = False) -> bool:
     """quantization ignore lists (quantization/utils/quant_utils.py::is_layer_skipped and each config's
     own rule): "re:" regexes (compressed-tensors), "*" wildcards (gpt-oss, ModelOpt), plain names as a
     substring of the module path (`substring`: AWQ, GPTQ, bitsandbytes) or as whole name segments
     (Fp8Config's exact module names, and ancestors of them)."""
-    import fnmatch
-    import re
-
+    if not entries:
+        return False
+    regexes, plain = _ignore_matcher(entries, substring)
     canon = _canon(name)
     probes = (name, canon, "model." + canon, "model.language_model." + canon, "language_model.model." + canon)
-    for e in entries:
-        if e.startswith("re:"):
-            try:
-                rx = re.compile(e[3:])
-            except re.error:
-                continue
-            if any(rx.match(p) for p in probes):
-                return True
-        elif "*" in e or "?" in e:
-            if any(fnmatch.fnmatchcase(p, e) or fnmatch.fnmatchcase(p, e + ".*") for p in probes):
-                return True
-        elif substring:
-            if e and any(e in p for p in probes):
-                return True
-        else:
-            ce = _canon(e)
-            if ce and ("." + canon + ".").find("." + ce + ".") >= 0:
-                return True
-    return False
+    if any(r.match(p) for r in regexes for p in probes):
+        return True
+    if substring:
+        return plain is not None and any(plain.search(p) for p in probes)
+    segs = canon.split(".")
+    return any(".".join(segs[i:j]) in plain for i in range(len(segs)) for j in range(i + 1, len(segs) + 1))
 
 
 def quantizes(q: QuantScheme, lin: Linear) -> bool:
