@@ -142,12 +142,17 @@ NOT_MODELLED = {
     "ubatch-size": "micro-batching", "mm-processor-cache-gb": "the multimodal processor cache",
     "enable-eplb": "expert load balancing (redundant experts)", "eplb-config": "expert load balancing",
     "kernel-config": "kernel workspaces", "moe-backend": "the fused-MoE workspace",
+    "mm-ipc-gpu-memory-gb": "GPU memory for multimodal IPC, taken from the KV cache",
+    "language-model-only": "a multimodal model without its encoders (weights and profiling)",
+    "mm-encoder-only": "an encoder-only multimodal launch",
 }
 # Values of flags that are vLLM's defaults and so change nothing: allowed even though the flag is listed above.
 NOT_MODELLED_DEFAULTS = {"data-parallel-size": ("1",), "data-parallel-size-local": ("1",),
                          "decode-context-parallel-size": ("1",), "prefill-context-parallel-size": ("1",),
                          "enable-expert-parallel": ("False", "false"),
-                         "enable-eplb": ("False", "false"), "enable-dbo": ("False", "false")}
+                         "enable-eplb": ("False", "false"), "enable-dbo": ("False", "false"),
+                         "language-model-only": ("False", "false"), "mm-encoder-only": ("False", "false"),
+                         "mm-ipc-gpu-memory-gb": ("0", "0.0")}
 
 
 ASSIGN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
