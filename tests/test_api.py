@@ -187,6 +187,7 @@ SAMPLES = {
     "gpu": "RTX 4090", "gpu_memory": "20GiB", "gpu_count": "2", "vllm_version": "0.10.1", "entrypoint": "llm",
     "cpu_isa": "amx", "revision": "main", "offline": True, "context": "16384", "concurrency": "4",
     "max_vram": "20GiB", "headroom": "1GiB",
+    "limit_mm_per_prompt": '{"image": 0}', "skip_mm_profiling": True, "mm_processor_kwargs": '{"max_pixels": 1000000}',
 }
 
 
