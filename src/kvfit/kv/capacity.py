@@ -71,8 +71,11 @@ def _rank_budgets(layout: KVLayout, available_bytes: int, override: int | None) 
 
 
 def capacity(layout: KVLayout, ctx: RequestContext, available_bytes: int,
-             num_gpu_blocks_override: int | None = None) -> Capacity:
-    """The numbers vLLM computes once it knows the bytes available for KV on every rank."""
+             num_gpu_blocks_override: int | None = None, null_block: bool = True) -> Capacity:
+    """The numbers vLLM computes once it knows the bytes available for KV on every rank.
+
+    `null_block`: the check holds back BlockPool's null block (0.29+: memory/profiles.py
+    kv_layout_rule); before, the whole budget is compared with one request's need."""
     if not layout.groups or not layout.bytes_per_block:
         return Capacity(1, 0, float("inf"), 0, 0, True, 0, available_bytes, ctx.max_model_len)
     budgets = _rank_budgets(layout, available_bytes, num_gpu_blocks_override)
@@ -81,9 +84,10 @@ def capacity(layout: KVLayout, ctx: RequestContext, available_bytes: int,
     # _check_enough_kv_cache_memory runs stage by stage and raises at the first that fails.
     fits, estimate = True, ctx.max_model_len
     needed = layout.bytes_per_block * per_req
-    check = (budgets[0][1] if budgets else available_bytes) - layout.bytes_per_block
+    held = 1 if null_block else 0
+    check = (budgets[0][1] if budgets else available_bytes) - held * layout.bytes_per_block
     for bpb, avail in budgets:
-        c = avail - bpb
+        c = avail - held * bpb
         if c <= 0:
             fits, estimate, needed, check = False, 0, bpb * per_req, c
             break
@@ -105,13 +109,13 @@ def capacity(layout: KVLayout, ctx: RequestContext, available_bytes: int,
 
 
 def auto_fit(layout: KVLayout, ctx: RequestContext, available_bytes: int,
-             num_gpu_blocks_override: int | None = None) -> int:
+             num_gpu_blocks_override: int | None = None, null_block: bool = True) -> int:
     """`--max-model-len -1`: the longest length at which exactly one request fits on every stage
     (_auto_fit_max_model_len, §5.3); 0 if none."""
     if not layout.groups or not layout.bytes_per_block:
         return ctx.max_model_len
     best = ctx.max_model_len
     for bpb, avail in _rank_budgets(layout, available_bytes, num_gpu_blocks_override):
-        check = avail - bpb
+        check = avail - (bpb if null_block else 0)
         best = min(best, _estimate(layout, ctx, check, bpb) if check > 0 else 0)
     return best

@@ -151,13 +151,14 @@ def estimate_cudagraph_bytes(profile, *, max_num_seqs: int, max_num_batched_toke
     return int(max(2 * (n - 1) * CUDAGRAPH_FLOOR_PER_GRAPH, n * max(1, layers_on_rank) * CUDAGRAPH_BYTES_PER_GRAPH_LAYER))
 
 
-def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int) -> int:
+def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int, moe_chunk: int | None = None) -> int:
+    """`moe_chunk`: the fused-MoE caches are sized for min(tokens, chunk) (profiles.fused_moe_chunk_tokens)."""
     h = arch.hidden_size
     if arch.num_experts and arch.experts_per_token:
         n = (arch.moe_intermediate_size or arch.intermediate_size) / tp
-        per_token = arch.experts_per_token * (3 * n + h) + 4 * h
-    else:
-        per_token = 3 * arch.intermediate_size / tp + 4 * h
+        moe_tokens = min(tokens, moe_chunk) if moe_chunk else tokens
+        return int((moe_tokens * arch.experts_per_token * (3 * n + h) + tokens * 4 * h) * act_bytes)
+    per_token = 3 * arch.intermediate_size / tp + 4 * h
     return int(tokens * per_token * act_bytes)
 
 
@@ -178,14 +179,21 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
                       layers_on_rank: int, memory_formula: str = "v1", profile=None, device: str = "cuda",
                       compute_capability: tuple[int, int] | None = None, max_model_len: int = 0,
                       env=None, sm_count: int | None = None, num_speculative_tokens: int = 0,
-                      attention_backend: str | None = None, kv_lora_rank: int | None = None) -> Overhead:
+                      attention_backend: str | None = None, kv_lora_rank: int | None = None,
+                      offload_layer_bytes: int = 0) -> Overhead:
     """Activation peak, CUDA-graph estimate and non-torch memory on one GPU, by the release's formula
     (memory.profiles.Profile.memory_formula).
 
     With `profile` (a memory.profiles.Profile) the release's own terms apply too: the formula is the
     profile's, and from 0.33 the warm-up sampler pass, the TRITON_MLA workspace (for MLA models: needs
     `max_model_len`; `sm_count` caps the split count, None leaves it uncapped) and the cuBLAS
-    workspace in the baseline. Without it the numbers are the 0.32 ones, as before."""
+    workspace in the baseline, and the fused-MoE chunk (profiles.fused_moe_chunk_tokens). Without it
+    the numbers are the 0.32 ones, as before.
+
+    `offload_layer_bytes` (V0 only): with --cpu-offload-gb, V0's maybe_offload_to_cpu
+    (model_executor/models/utils.py) copies each offloaded layer's parameters back to the GPU for its
+    forward (`v.to(device)` + functional_call), so the profiled peak holds one layer's copy beside the
+    activations; V1 reads them through UVA views (0.8.3+), no copy."""
     from . import profiles as P
 
     if profile is not None:
@@ -193,7 +201,10 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
     t = max_num_batched_tokens
     v0 = memory_formula.startswith("v0")
     rows = max_num_seqs if v0 else min(max_num_seqs, t)
-    forward = forward_peak_bytes(arch, t, act_bytes, tp)
+    chunk = P.fused_moe_chunk_tokens(profile, env) if profile is not None else None
+    forward = forward_peak_bytes(arch, t, act_bytes, tp, chunk)
+    if v0 and offload_layer_bytes > 0:
+        forward += offload_layer_bytes
     per_logit = V0_SAMPLER_BYTES_PER_LOGIT if v0 else V1_SAMPLER_BYTES_PER_LOGIT
     if profile is not None and not v0:
         per_logit += P.sampler_warmup_bytes_per_logit(profile, device=device,

@@ -51,8 +51,9 @@ Memory and engine
 
 "GPU KV cache size: N tokens" (tokens_report)                                 v1/core/kv_cache_utils.py
   V0             no token line; kvfit reports num_gpu_blocks x block_size ("blocks")
-  0.8.0-0.9.1    num_blocks x block_size ("blocks")
-  0.9.2-0.20.0   num_blocks // len(kv_cache_groups) x min block size ("groups"; one group: the same)
+  0.8.0-0.9.0    num_blocks x block_size ("blocks")
+  0.9.1-0.20.0   num_blocks // len(kv_cache_groups) x min block size ("groups"; one group: the same;
+                 0.9.1 multiplies by cache_config.block_size, which every group then has)
   0.20.1+        int(max_concurrency x max_model_len) ("concurrency")
 
 --kv-cache-dtype accepted (config/cache.py CacheDType, engine/arg_utils.py choices before 0.8.5)
@@ -276,7 +277,7 @@ def profile_for(version: str | None, gpu=None, engine: str | None = None) -> Pro
         rule = "v1-70-a100"
     else:
         rule = "v1-160"
-    if v < (0, 9, 2):
+    if v < (0, 9, 1):
         tokens = "blocks"
     elif v <= (0, 20, 0):
         tokens = "groups"
@@ -764,6 +765,91 @@ def reported_tokens(profile: Profile, *, num_blocks: int, block_size: int, num_g
     if profile.tokens_report == "groups":
         return num_blocks // max(1, num_groups) * (min_block_size or block_size)
     return num_blocks * block_size
+
+
+# --- the KV layout each release builds ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class KVLayoutRule:
+    """How the release lays out and checks the KV cache (kv/layout.py and kv/capacity.py read it).
+
+    Read from each wheel (paths inside its vllm/ package):
+      V0 (all)      worker/cache_engine.py::get_cache_block_size: every attention layer is charged
+                    num_heads x head_size x 2 per token, for every block: no window, no groups
+                    (all_full). 0.7.2-0.7.3: MLA entries (kv_lora_rank + rope dim) are rounded up to
+                    256 bytes of the *model* dtype when VLLM_CUDA_MEM_ALIGN_KV_CACHE is on (default
+                    "1"): 576 -> 640 values, then times the KV dtype size (CacheEngine._align_cache,
+                    utils.py::align_to_256bytes; absent from 0.7.1 and 0.8.0).
+      0.8.0-0.8.2   v1/worker/gpu_model_runner.py::get_kv_cache_spec: every decoder layer a
+                    FullAttentionSpec (all_full).
+      0.8.3-0.9.0   v1/core/kv_cache_utils.py::get_kv_cache_config calls unify_hybrid_kv_cache_specs
+                    unconditionally: SlidingWindowSpec -> FullAttentionSpec when full layers exist
+                    (unify_local); a model of sliding layers only keeps them.
+      < 0.10.0      chunked local attention (Llama 4) has no spec of its own: full attention
+                    (ChunkedLocalAttentionSpec is new in 0.10.0's v1/kv_cache_interface.py).
+      0.9.1+        the hybrid manager (_get_kv_cache_config_uniform_page_size) unless
+                    --disable-hybrid-kv-cache-manager. Group size: the smallest type's layer count
+                    (0.9.1-0.11.x), the largest when it is below 1.25x the smallest (0.12-0.17),
+                    1.5x (0.18+) (group_ratio).
+      < 0.26        a sliding window reserves min(window - 1 + max_num_batched_tokens, L) tokens; 0.26+
+                    max_in_flight_tokens = max_concurrent_batches x max_num_batched_tokens
+                    (config/vllm.py::max_in_flight_tokens) (in_flight_batches).
+      0.28+         EAGLE lookahead tokens retained below the window (extra_retained_tokens).
+      0.29+         the capacity check and auto-fit hold back the null block BlockPool keeps
+                    ("Reserve the null block", kv_cache_utils.py) (null_block_in_check).
+    """
+    all_full: bool
+    unify_local: bool
+    group_ratio: float
+    in_flight_batches: bool
+    extra_retained: bool
+    null_block_in_check: bool
+    mla_align_256: bool
+    chunked_as_full: bool = False    # V0 and V1 before 0.10.0: no ChunkedLocalAttentionSpec (full)
+    # 0.9.1-0.10.x group the layers of one type in consecutive runs (layers[i:i + group_size]), 0.11+
+    # strided (layers[i::num_groups]); it matters only for which stage a group's layers sit on.
+    strided_groups: bool = True
+
+
+def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, device: str = "cuda") -> KVLayoutRule:
+    v = _rel(profile)
+    if profile.engine == "V0":
+        raw = _env_flag(env, "VLLM_CUDA_MEM_ALIGN_KV_CACHE")
+        try:
+            align_on = bool(int(raw)) if raw is not None else True
+        except ValueError:
+            align_on = True
+        return KVLayoutRule(all_full=True, unify_local=True, group_ratio=0.0, in_flight_batches=False,
+                            extra_retained=False, null_block_in_check=False,
+                            mla_align_256=(0, 7, 2) <= v < (0, 8, 0) and align_on and device == "cuda",
+                            chunked_as_full=True, strided_groups=False)
+    if v < (0, 12, 0):
+        ratio = 0.0
+    elif v < (0, 18, 0):
+        ratio = 1.25
+    else:
+        ratio = 1.5
+    return KVLayoutRule(all_full=v < (0, 8, 3), unify_local=v < (0, 9, 1), group_ratio=ratio,
+                        in_flight_batches=v >= (0, 26, 0), extra_retained=v >= (0, 28, 0),
+                        null_block_in_check=v >= (0, 29, 0), mla_align_256=False,
+                        chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0))
+
+
+def fused_moe_chunk_tokens(profile: Profile | str, env: Mapping[str, str] | None = None) -> int | None:
+    """Tokens one fused-MoE call sizes its intermediate caches for (fused_moe.py::fused_experts_impl:
+    M = min(num_tokens, CHUNK_SIZE)): VLLM_FUSED_MOE_CHUNK_SIZE, default 32768 in 0.5.3-0.13
+    (envs.py), 16384 in 0.14-0.17; no chunking before 0.5.3 nor from 0.18 (the variable is gone).
+    None: not chunked."""
+    v = _rel(profile)
+    if v < (0, 5, 3) or v >= (0, 18, 0):
+        return None
+    raw = _env_flag(env, "VLLM_FUSED_MOE_CHUNK_SIZE")
+    try:
+        if raw is not None and int(raw) > 0:
+            return int(raw)
+    except ValueError:
+        pass
+    return 32768 if v < (0, 14, 0) else 16384
 
 
 # --- CUDA graphs ---------------------------------------------------------------------------------
