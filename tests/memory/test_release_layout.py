@@ -300,3 +300,32 @@ def test_policy_context_follows_the_release():
     assert policy_for(g, Goals(), "cuda", profile_for("0.32.0")).ceiling == 0.90
     assert policy_for(g, Goals(), "cuda", profile_for("0.33.0")).ceiling == 0.89
     assert policy_for(g, Goals(), "cuda").ceiling == 0.90
+
+
+@pytest.mark.parametrize("version, fits", [("0.13.0", True), ("0.15.0", False), ("0.17.0", True)])
+def test_pipeline_parallel_whole_model_check(version, fits):
+    """get_kv_cache_configs: 0.12-0.13 check each worker with its own layers; 0.14-0.16 check the global
+    groups (all 32 layers of Llama-3.1-8B) against min(available_memory); 0.17+ per worker again
+    (projected groups). A budget of one request for the 16 layers of a stage fits only per stage."""
+    m = model("meta-llama__Llama-3.1-8B-Instruct")
+    L = 8192
+    stage_need = 16 * 16 * 8 * 128 * 2 * 2 * (L // 16)           # 16 layers x page x blocks for L
+    res = evaluate(m, A100, Settings(max_model_len=L, pipeline_parallel_size=2, kv_cache_memory_bytes=stage_need),
+                   profile_for(version))
+    assert res.layout.bytes_per_block == 16 * 16 * 8 * 128 * 2 * 2
+    assert res.capacity.fits is fits
+    if not fits:
+        assert res.capacity.needed_bytes == 2 * stage_need
+        assert res.capacity.max_model_len_fit == L // 2
+
+
+@pytest.mark.parametrize("version", ["0.6.6", "0.11.0", "0.32.0"])
+def test_kv_heads_replicated_beyond_tp(version):
+    """config.py (config/model.py)::get_num_kv_heads: max(1, total_num_kv_heads // tp) in every release read
+    (0.3.3, 0.5.0, 0.6.6, 0.8.5, 0.11.0): Qwen3-30B-A3B's 4 KV heads cost one head per rank at TP 4 and
+    at TP 8 (48 layers x 16 x 1 x 128 x 2 x 2 B)."""
+    per = {}
+    for tp in (4, 8):
+        res = run("Qwen__Qwen3-30B-A3B", version, max_model_len=8192, tensor_parallel_size=tp)
+        per[tp] = res.layout.bytes_per_block
+    assert per[4] == per[8] == 48 * 16 * 1 * 128 * 2 * 2

@@ -76,6 +76,7 @@ class KVLayout:
     rank_bytes_per_block: tuple[int, ...] = ()   # per pipeline stage, in stage order
     attention_block_size: int = 0        # cache_config.block_size after the hybrid alignment
     mamba_page_padding: float = 0.0      # percent vLLM logs when it pads the mamba page
+    model_bytes_per_block: int = 0       # one block across every group for the whole model (all stages)
 
     def blocks_per_request(self, ctx: RequestContext) -> int:
         """get_max_concurrency_for_kv_cache_config: sum over groups of each group's blocks."""
@@ -314,6 +315,7 @@ def build_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
     for rank in range(pp):
         rank_bpb.append(max(sum(specs[i].page_size_bytes for i in g.layers if stage[i] == rank)
                             for g in groups))
+    model_bpb = max(sum(specs[i].page_size_bytes for i in g.layers) for g in groups)
     fullest = max(range(pp), key=lambda r: rank_bpb[r])
     on_rank = [i for i in specs if stage[i] == fullest]
     per_token = sum(specs[i].bytes_per_token for i in on_rank if isinstance(specs[i], AttentionSpec))
@@ -328,4 +330,5 @@ def build_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
         rank_bytes_per_block=tuple(rank_bpb),
         attention_block_size=block,
         mamba_page_padding=padding_pct,
+        model_bytes_per_block=model_bpb,
     )

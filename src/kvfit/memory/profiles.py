@@ -795,6 +795,10 @@ class KVLayoutRule:
                     max_in_flight_tokens = max_concurrent_batches x max_num_batched_tokens
                     (config/vllm.py::max_in_flight_tokens) (in_flight_batches).
       0.28+         EAGLE lookahead tokens retained below the window (extra_retained_tokens).
+      0.14-0.16     under pipeline parallelism the capacity check and auto-fit charge the global groups
+                    (the whole model's layers) against min(available_memory) (get_kv_cache_configs:
+                    _check_enough_kv_cache_memory(min(available_memory), ...global_kv_cache_groups));
+                    0.12-0.13 and 0.17+ check each stage with its own layers (pp_whole_model_check).
       0.29+         the capacity check and auto-fit hold back the null block BlockPool keeps
                     ("Reserve the null block", kv_cache_utils.py) (null_block_in_check).
     """
@@ -806,6 +810,7 @@ class KVLayoutRule:
     null_block_in_check: bool
     mla_align_256: bool
     chunked_as_full: bool = False    # V0 and V1 before 0.10.0: no ChunkedLocalAttentionSpec (full)
+    pp_whole_model_check: bool = False   # 0.14-0.16: the whole model's KV against the smallest stage
     # 0.9.1-0.10.x group the layers of one type in consecutive runs (layers[i:i + group_size]), 0.11+
     # strided (layers[i::num_groups]); it matters only for which stage a group's layers sit on.
     strided_groups: bool = True
@@ -832,7 +837,8 @@ def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, de
     return KVLayoutRule(all_full=v < (0, 8, 3), unify_local=v < (0, 9, 1), group_ratio=ratio,
                         in_flight_batches=v >= (0, 26, 0), extra_retained=v >= (0, 28, 0),
                         null_block_in_check=v >= (0, 29, 0), mla_align_256=False,
-                        chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0))
+                        chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0),
+                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0))
 
 
 def fused_moe_chunk_tokens(profile: Profile | str, env: Mapping[str, str] | None = None) -> int | None:

@@ -434,7 +434,8 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
         budget = mem.kv_available_bytes
         if settings.num_gpu_blocks_override is not None and layout.bytes_per_block:
             budget = settings.num_gpu_blocks_override * layout.bytes_per_block   # §4.4: replaces the budget
-        fitted = auto_fit(layout, ctx, budget, null_block=rule.null_block_in_check)
+        fitted = auto_fit(layout, ctx, budget, null_block=rule.null_block_in_check,
+                          whole_model_check=rule.pp_whole_model_check)
         if 0 < fitted < r.max_model_len:
             notes.append(f"auto-fit: vLLM reduces max_model_len from {r.max_model_len} to {fitted}")
             r = replace(r, max_model_len=fitted)
@@ -443,7 +444,7 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
         cap = v0_capacity(layout, ctx, mem.kv_available_bytes)
     else:
         cap = capacity(layout, ctx, mem.kv_available_bytes, settings.num_gpu_blocks_override,
-                       null_block=rule.null_block_in_check)
+                       null_block=rule.null_block_in_check, whole_model_check=rule.pp_whole_model_check)
         if profile.tokens_report != "concurrency" and layout.groups:
             # the "GPU KV cache size" figure this release logs (profiles.reported_tokens)
             cap = replace(cap, kv_cache_tokens=reported_tokens(
