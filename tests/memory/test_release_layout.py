@@ -329,3 +329,51 @@ def test_kv_heads_replicated_beyond_tp(version):
         res = run("Qwen__Qwen3-30B-A3B", version, max_model_len=8192, tensor_parallel_size=tp)
         per[tp] = res.layout.bytes_per_block
     assert per[4] == per[8] == 48 * 16 * 1 * 128 * 2 * 2
+
+
+# --- the profile run per release: model runner and sampler ------------------------------------------
+
+@pytest.mark.parametrize("version, arch, moe, env, v2", [
+    ("0.21.0", "LlamaForCausalLM", False, {}, False),                       # VLLM_USE_V2_MODEL_RUNNER default "0"
+    ("0.21.0", "LlamaForCausalLM", False, {"VLLM_USE_V2_MODEL_RUNNER": "1"}, True),
+    ("0.22.0", "Qwen3ForCausalLM", False, {}, True),                        # DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES
+    ("0.22.0", "LlamaForCausalLM", False, {}, False),
+    ("0.24.0", "LlamaForCausalLM", False, {}, True),
+    ("0.26.0", "LlamaForCausalLM", False, {}, True),                        # any non-MoE model
+    ("0.26.0", "Qwen3MoeForCausalLM", True, {}, False),
+    ("0.30.0", "Qwen3MoeForCausalLM", True, {}, True),
+    ("0.31.0", "LlamaForCausalLM", False, {"VLLM_USE_V2_MODEL_RUNNER": "0"}, False),
+])
+def test_model_runner_v2_by_release(version, arch, moe, env, v2):
+    """config/vllm.py::use_v2_model_runner and _is_default_v2_model_runner_model, per release read."""
+    assert P.model_runner_v2(profile_for(version), architectures=(arch,), is_moe=moe, env=env) is v2
+
+
+@pytest.mark.parametrize("version, env, cc, used", [
+    ("0.10.2", {}, (8, 9), False),                                # flashinfer-python only an optional extra
+    ("0.11.2", {}, (8, 9), False),                                # installed, opt-in
+    ("0.11.2", {"VLLM_USE_FLASHINFER_SAMPLER": "1"}, (8, 9), True),
+    ("0.21.0", {}, (8, 9), True),                                 # envs.py default True
+    ("0.21.0", {"VLLM_USE_FLASHINFER_SAMPLER": "0"}, (8, 9), False),
+    ("0.21.0", {}, (7, 5), False),                                # FlashInferBackend: capability 8.0-12.1
+])
+def test_flashinfer_sampler_by_release(version, env, cc, used):
+    assert P.flashinfer_sampler(profile_for(version), compute_capability=cc, env=env) is used
+
+
+def test_v1_runner_profile_peak_is_the_larger_of_forward_and_sampler():
+    """v1/worker/gpu_model_runner.py::profile_run (0.15): _dummy_run's intermediates are freed before
+    _dummy_sampler_run(last_hidden_states), so the peak is max(forward, [T, h] hidden states + sampler).
+    Llama-3-8B, LLM class on an A100 80GB: T = 8192 tokens, R = 256 rows, vocab 128,256."""
+    from kvfit.memory.overhead import (V1_RUNNER_NON_TORCH_BYTES, V1_RUNNER_SAMPLER_BYTES_PER_LOGIT)
+    res = run("meta-llama__Meta-Llama-3-8B-Instruct", "0.15.0", entrypoint="llm", max_model_len=8192)
+    assert (res.resolved.max_num_batched_tokens, res.resolved.max_num_seqs) == (8192, 256)
+    forward = 8192 * (3 * 14336 + 4 * 4096) * 2
+    sampler_side = 8192 * 4096 * 2 + 256 * 128256 * V1_RUNNER_SAMPLER_BYTES_PER_LOGIT
+    assert sampler_side > forward
+    assert res.memory.activation_bytes == sampler_side
+    assert res.memory.non_torch_bytes == V1_RUNNER_NON_TORCH_BYTES
+    # FlashInfer's sampler (opted in): 14 B per logit, no sort
+    fi = run("meta-llama__Meta-Llama-3-8B-Instruct", "0.15.0", entrypoint="llm", max_model_len=8192,
+             vllm_env=(("VLLM_USE_FLASHINFER_SAMPLER", "1"),))
+    assert fi.memory.activation_bytes == max(forward, 8192 * 4096 * 2 + 256 * 128256 * 14)

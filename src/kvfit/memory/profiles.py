@@ -951,6 +951,71 @@ def cudagraph_headroom_warning(profile: Profile, *, total_bytes: int, gpu_memory
             "lower the utilization or pass --enforce-eager")
 
 
+# --- the model runner and the sampler the profile runs ---------------------------------------------
+
+# config/vllm.py DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES, per release read.
+_V2_RUNNER_ARCHS = {
+    (0, 22, 0): frozenset({"Qwen3ForCausalLM"}),
+    (0, 24, 0): frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM",
+                           "GraniteMoeForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"}),
+    (0, 26, 0): frozenset({"DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "InklingForCausalLM",
+                           "InklingForConditionalGeneration", "LongcatFlashNgramForCausalLM", "Qwen2MoeForCausalLM"}),
+}
+
+
+def model_runner_v2(profile: Profile, *, architectures: tuple[str, ...] = (), is_moe: bool = False,
+                    quantized: bool = False, hybrid: bool = False, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the V1 engine profiles with Model Runner V2 (v1/worker/gpu/model_runner.py) or the V1 runner
+    (v1/worker/gpu_model_runner.py); their profile runs differ (overhead.estimate_overhead).
+
+    VLLM_USE_V2_MODEL_RUNNER (envs.py, 0.20+) decides when set. Otherwise (config/vllm.py
+    use_v2_model_runner / _is_default_v2_model_runner_model): never before 0.22; 0.22-0.23 Qwen3ForCausalLM
+    only, not MoE, not quantized; 0.24-0.25 the architectures listed; 0.26-0.29 the listed ones or any
+    non-MoE model, not hybrid; 0.30+ every model (kvfit does not model the features that still fall back)."""
+    v = _rel(profile)
+    if profile.engine != "V1":
+        return False
+    raw = _env_flag(env, "VLLM_USE_V2_MODEL_RUNNER")
+    if raw is not None and v >= (0, 20, 0):
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+    if v < (0, 22, 0):
+        return False
+    if v >= (0, 30, 0):
+        return True
+    listed = _V2_RUNNER_ARCHS[max(k for k in _V2_RUNNER_ARCHS if k <= v)]
+    hit = bool(set(architectures) & listed)
+    if v < (0, 24, 0):
+        return hit and not is_moe and not quantized
+    if v < (0, 26, 0):
+        return hit
+    return not hybrid and (hit or not is_moe)
+
+
+def flashinfer_sampler(profile: Profile, *, device: str = "cuda", compute_capability: tuple[int, int] | None = None,
+                       env: Mapping[str, str] | None = None) -> bool:
+    """Whether top-k/top-p sampling runs FlashInfer's kernel (v1/sample/ops/topk_topp_sampler.py) rather than
+    PyTorch's sort. Up to 0.11.0 flashinfer-python is only an optional extra of the wheel (METADATA:
+    `extra == "flashinfer"`): kvfit assumes it absent unless VLLM_USE_FLASHINFER_SAMPLER=1. 0.11.1-0.20
+    install it but use it only with VLLM_USE_FLASHINFER_SAMPLER=1; from 0.21 it is on unless set to 0
+    (envs.py default True), on compute capability 8.0-12.1 (FlashInferBackend.supports_compute_capability)."""
+    if profile.engine != "V1" or device != "cuda":
+        return False
+    raw = _env_flag(env, "VLLM_USE_FLASHINFER_SAMPLER")
+    try:
+        setting = bool(int(raw)) if raw is not None else None
+    except ValueError:
+        setting = None
+    cc = tuple(compute_capability) if compute_capability else (8, 0)
+    capable = (8, 0) <= cc <= (12, 1)
+    if _rel(profile) < (0, 21, 0):
+        return bool(setting) and capable
+    return (setting is not False) and capable
+
+
 # --- vLLM 0.33: sampler warm-up pass, TRITON_MLA workspace, GDN checkpoints ------------------------
 
 def sampler_warmup_bytes_per_logit(profile: Profile, *, device: str = "cuda",
