@@ -89,6 +89,9 @@ FIT_RECORDS = {
     "gt-001": "memory/overhead.py's 0.6.4 non-torch term (0.35 GiB: that release counted all memory outside "
               "torch) is this log's figure: reproducing it checks the fit only",
 }
+# Records only the V0 constants' fit uses (memory/overhead.py: sampler bytes per logit, non-torch): their KV
+# figure is not scored (weights unknown) and their terms are kept out of the term summary.
+TERM_FIT_RECORDS = {f"pl-{i:03d}": "V0 sampler and non-torch constants" for i in range(5, 11)}
 # Causes, in the order the per-cause table lists them.
 CAUSES = ("dense", "LoRA", "quantized", "MoE", "MLA", "tensor parallel", "multimodal", "sliding window",
           "long V0 profile", "GPU inferred")
@@ -289,7 +292,7 @@ def _terms(rec: dict, res) -> dict:
     w = _first(rep.get("model_weights_gib"), rep.get("model_loading_gib"), rep.get("model_weights_gb_logged"),
                rep.get("model_loading_gb_logged"))
     if w is not None:
-        out["weights"] = (m.weights_bytes / GiB, w)
+        out["weights"] = (None if rec.get("weights_known") is False else m.weights_bytes / GiB, w)
     act = rep.get("activation_peak_gib")
     if "peak_torch_memory_gib" in rep and w is not None:
         act = round(rep["peak_torch_memory_gib"] - w, 2)
@@ -368,6 +371,9 @@ def run_records(records: list[dict], data: Path = DATA) -> tuple[list[Row], list
             row.reason = "not a CUDA platform (ROCm/DCU/XPU): kvfit models CUDA"
         elif conf not in ("high", "medium"):
             row.reason = f"{conf} confidence"
+        elif rec.get("enable_chunked_prefill") and engine == "V0":
+            row.reason = ("the launch turns V0's chunked prefill on (enable_chunked_prefill), which kvfit's V0 model "
+                          "does not take (it applies vLLM's automatic choice only)")
         if row.reason:
             skipped.append(row)
             continue
@@ -496,20 +502,26 @@ def term_table(rows: list[Row]) -> list[str]:
     for r in have:
         cells = []
         for c in cols:
-            if c in r.terms:
+            if c in r.terms and r.terms[c][0] is None:
+                cells.append(f"unknown / {r.terms[c][1]:.2f}")
+            elif c in r.terms:
                 a, b = r.terms[c]
                 cells.append(f"{a:.2f} / {b:.2f} ({a - b:+.2f})")
             else:
                 cells.append("-")
-        out.append(f"| {r.obs_id}{' (fit)' if r.fit else ''} | {r.engine} | {r.detail.get('profile', '')} | "
+        fit = r.fit or r.obs_id in TERM_FIT_RECORDS
+        out.append(f"| {r.obs_id}{' (fit)' if fit else ''} | {r.engine} | {r.detail.get('profile', '')} | "
                    f"{r.detail.get('mnbt/seqs', '')} | " + " | ".join(cells) + " |")
+    out.append("")
+    out.append("Over the records no constant was fitted on:")
     out.append("")
     out.append("| term | engine | records | median abs diff GiB | max abs diff GiB | median abs diff % of logged |")
     out.append("|---|---|---|---|---|---|")
     for c in cols:
         for eng in ("V1", "V0"):
             d = [(abs(r.terms[c][0] - r.terms[c][1]), r.terms[c][1]) for r in have
-                 if c in r.terms and r.engine == eng and not r.fit]
+                 if c in r.terms and r.terms[c][0] is not None and r.engine == eng and not r.fit
+                 and r.obs_id not in TERM_FIT_RECORDS]
             if not d:
                 continue
             pct = [x / y * 100 for x, y in d if y]
