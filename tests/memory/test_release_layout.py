@@ -377,3 +377,31 @@ def test_v1_runner_profile_peak_is_the_larger_of_forward_and_sampler():
     fi = run("meta-llama__Meta-Llama-3-8B-Instruct", "0.15.0", entrypoint="llm", max_model_len=8192,
              vllm_env=(("VLLM_USE_FLASHINFER_SAMPLER", "1"),))
     assert fi.memory.activation_bytes == max(forward, 8192 * 4096 * 2 + 256 * 128256 * 14)
+
+
+# --- re-checking a log: the token figure each release logs ------------------------------------------
+
+@pytest.mark.parametrize("version, name, groups", [
+    ("0.8.5", "meta-llama__Llama-3.1-8B-Instruct", 1),      # num_blocks x block_size
+    ("0.9.2", "google__gemma-3-4b-it", 7),                   # num_blocks // 7 groups x block_size
+])
+def test_recheck_budget_from_the_logged_token_figure(version, name, groups):
+    """logs/recheck.py::_budget reads "GPU KV cache size: N tokens" back into blocks the way the release
+    wrote it (v1/core/kv_cache_utils.py: 0.8.x num_blocks x block_size; 0.9.1-0.20.0
+    num_blocks // len(groups) x min block size)."""
+    from kvfit.logs.parse import LogFacts
+    from kvfit.logs.recheck import _budget
+
+    res = run(name, version, max_model_len=8192, kv_cache_memory_bytes=4 * GiB)
+    assert len(res.layout.groups) == groups
+    blocks = res.capacity.num_blocks
+    logged = res.capacity.kv_cache_tokens
+    assert logged == blocks // groups * 16
+    lo, hi, where, exact = _budget(LogFacts(kv_cache_tokens=logged, max_model_len=8192), res, res.profile)
+    bpb = res.layout.bytes_per_block
+    assert lo <= blocks * bpb <= hi
+    assert exact is (groups == 1)
+    if groups == 1:
+        assert (lo, hi) == (blocks * bpb, (blocks + 1) * bpb - 1)
+    else:
+        assert (lo, hi) == (logged // 16 * groups * bpb, (logged // 16 * groups + groups) * bpb - 1)

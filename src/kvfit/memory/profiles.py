@@ -45,6 +45,17 @@ Memory and engine
                (cudagraph_headroom_warning). Capture sizes per release:
                cudagraph_capture_sizes (config/vllm.py, config.py before 0.10.2)
   0.28.0       >= 160 GiB tier (B200/B300): 16384 tokens for both entrypoints engine/arg_utils.py
+  0.22.0+      Model Runner V2 profiles some models by default, all from 0.30
+               (model_runner_v2); the V1 runner's peak is max(forward, sampler) config/vllm.py
+  0.21.0       FlashInfer's top-k/top-p sampler on by default (opt-in 0.11.1-0.20;
+               an optional extra up to 0.11.0) (flashinfer_sampler)           envs.py, v1/sample/ops/
+  KV layout    V0 / V1 0.8.0-0.8.2 all layers full, 0.8.3-0.9.0 sliding unified
+               to full, hybrid groups from 0.9.1, group-size ratio, in-flight
+               batches 0.26+, null block in the check 0.29+, PP check 0.14-0.16,
+               V0 MLA 256-byte alignment 0.7.2-0.7.3 (kv_layout_rule)          v1/core/kv_cache_utils.py,
+                                                                              worker/cache_engine.py
+  0.5.3-0.17   fused-MoE intermediate caches chunked at 32768 (16384 from 0.14)
+               tokens (fused_moe_chunk_tokens)                                 envs.py, fused_moe.py
   all V1       GB10 (DGX Spark, cc 12.1) gets the small batch tier: <= 0.32
                NVML's memory query raises there (device_memory = 0), 0.33
                checks is_device_capability((12, 1))                           engine/arg_utils.py, platforms/cuda.py
