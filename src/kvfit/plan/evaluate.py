@@ -307,7 +307,8 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
     release: dict = {}
     if profile is not None:
         rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device)
-        if rule.unify_local:
+        if rule.unify_local and profile.engine == "V1" and not arch.mamba_layers:   # V0: all_full instead;
+            # mamba hybrids ran V0 on these releases (profiles.engine_for)
             hybrid = False
         release = dict(full_attention_only=rule.all_full, chunked_as_full=rule.chunked_as_full,
                        group_ratio=rule.group_ratio,
