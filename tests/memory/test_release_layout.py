@@ -405,3 +405,15 @@ def test_recheck_budget_from_the_logged_token_figure(version, name, groups):
         assert (lo, hi) == (blocks * bpb, (blocks + 1) * bpb - 1)
     else:
         assert (lo, hi) == (logged // 16 * groups * bpb, (logged // 16 * groups + groups) * bpb - 1)
+
+
+def test_offload_split_of_absurd_sizes_is_a_config_error():
+    """A fuzz-found crash: parameter sizes near the float limit overflowed the running total of
+    --cpu-offload-gb's split (int(inf)); it is refused as a config error (exit 2)."""
+    from kvfit.errors import ConfigError
+    from kvfit.memory.weights import _offload_split
+
+    arch = model("meta-llama__Llama-3.1-8B-Instruct").arch
+    with pytest.raises(ConfigError):
+        _offload_split(1e308, 10, 1 << 62, arch, 1)
+    assert _offload_split(436_224_000, 32, 1, arch, 1) > 0

@@ -463,8 +463,14 @@ def _offload_split(layer_bytes: float, layers: int, budget: int, arch: ModelArch
     for _ in range(layers):
         for p in params:
             if moved >= budget:
-                return int(moved)
+                break
             moved += p
+        if moved >= budget:
+            break
+    if not (math.isfinite(moved) and all(math.isfinite(p) for p in params)):
+        from ..errors import ConfigError
+
+        raise ConfigError("config.json's sizes give weights too large to place (--cpu-offload-gb)")
     return int(moved)
 
 
