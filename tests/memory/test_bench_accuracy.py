@@ -1,12 +1,13 @@
 """`python -m kvfit.bench accuracy` runs and reads the calibration copies in tests/data.
 
-The only V1 record with a GPU total, gt-046, is the log memory/overhead.py's V1 constants were fitted on:
-reproducing it is a fit check (does the code still compute what was fitted?), not a validation, and the
-benchmark labels it so."""
+The reported figures are the logs' own (checked against the verbatim lines each record carries); the records
+a constant was fitted on are labelled "fit" and kept out of the headline figure; every record not scored is
+listed with the reason."""
 
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -15,6 +16,10 @@ from pathlib import Path
 from kvfit.bench import accuracy
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "calibration"
+
+
+def _records():
+    return accuracy.load_records(DATA)
 
 
 def test_calibration_copies_are_in_the_repository():
@@ -27,31 +32,73 @@ def test_calibration_copies_are_in_the_repository():
         assert first <= set(r) | {"max_num_seqs", "enable_prefix_caching"}, set(first) - set(r)
 
 
-def test_fit_check_v1_constants_reproduce_their_fit_record_gt_046():
-    """Fit check, not validation: gt-046 is the record the V1 terms were fitted on (accuracy.FIT_RECORDS)."""
-    scored, skipped, implied, assumed = accuracy.run_records(accuracy.load_records(DATA), DATA)
-    v1 = [r for r in scored if r.engine == "V1"]
-    assert [r.obs_id for r in v1] == ["gt-046"]       # the only V1 log naming its GPU total
-    assert all(r.fit for r in v1) and set(accuracy.FIT_RECORDS) == {"gt-046"}
-    errs = [abs(r.error_pct) for r in v1]
-    assert statistics.median(errs) <= 1.0 and max(errs) <= 3.0
-    assert v1[0].reported == 460_496                 # "GPU KV cache size: 460,496 tokens"
+def test_public_log_records_carry_their_source_and_verbatim_lines():
+    """Every added record names its repository, path and commit, and its reported figures appear in its
+    verbatim log lines (never a number without the line it comes from)."""
+    pub = [json.loads(x) for x in (DATA / "public_logs.jsonl").read_text().splitlines() if x.strip()]
+    assert len(pub) == 20 and len({r["obs_id"] for r in pub}) == 20
+    for r in pub:
+        src = r["source"]
+        assert src["repo"] and src["path"] and re.fullmatch(r"[0-9a-f]{40}", src["commit"]), r["obs_id"]
+        assert src["url"].startswith(f"https://github.com/{src['repo']}/blob/{src['commit']}/")
+        text = "\n".join(r["log_lines_verbatim"])
+        rep = r["reported"]
+        if "kv_cache_tokens" in rep:
+            assert f"GPU KV cache size: {rep['kv_cache_tokens']:,} tokens" in text, r["obs_id"]
+        if "num_gpu_blocks" in rep and "kv_cache_tokens" not in rep:
+            assert re.search(rf"blocks: {rep['num_gpu_blocks']}\b", text), r["obs_id"]
+        for key, pattern in (("activation_peak_gib", r"activation peak memory takes {:.2f}GiB|{:.2f} GiB for peak"),
+                             ("non_torch_memory_gib", r"non_torch_memory takes {:.2f}GiB|{:.2f} GiB for non-torch")):
+            if key in rep:
+                v = rep[key]
+                assert re.search(pattern.format(v, v), text), (r["obs_id"], key)
+
+
+def test_fit_records_are_kept_out_and_reproduce_their_fit():
+    """Fit checks, not validations: gt-046 (Model Runner V2 terms), pl-014 (V1-runner terms), gt-001 (0.6.4)."""
+    scored, skipped, implied, assumed = accuracy.run_records(_records(), DATA)
+    fits = {r.obs_id: r for r in scored if r.fit}
+    assert set(fits) == set(accuracy.FIT_RECORDS) == {"gt-046", "pl-014", "gt-001"}
+    assert fits["gt-046"].reported == 460_496                 # "GPU KV cache size: 460,496 tokens"
+    assert fits["pl-014"].reported == 65_376                  # "GPU KV cache size: 65,376 tokens"
+    assert abs(fits["gt-046"].error_pct) < 0.5 and abs(fits["pl-014"].error_pct) < 0.5
     # the spec's copy of the same log is not counted twice
     assert any(r.obs_id == "spec-8.3-1" and "gt-046" in r.reason for r in skipped)
 
 
+def test_validation_figures_meet_the_issue_13_targets():
+    """Issue 13: V1 median <= 1.5% and max <= 4%, V0 median <= 3%, on the records no constant was fitted on."""
+    scored, skipped, implied, assumed = accuracy.run_records(_records(), DATA)
+    v1 = [abs(r.error_pct) for r in scored if r.engine == "V1" and r.kv_scored and not r.fit]
+    v0 = [abs(r.error_pct) for r in scored if r.engine == "V0" and r.kv_scored and not r.fit]
+    assert len(v1) >= 2 and len(v0) >= 10
+    assert statistics.median(v1) <= 1.5 and max(v1) <= 4.0
+    assert statistics.median(v0) <= 3.0
+
+
 def test_v0_records_are_reported_with_their_own_figures():
-    scored, skipped, implied, assumed = accuracy.run_records(accuracy.load_records(DATA), DATA)
+    scored, skipped, implied, assumed = accuracy.run_records(_records(), DATA)
     v0 = {r.obs_id: r for r in scored if r.engine == "V0"}
-    assert {"gt-001", "gt-039", "gt-041", "gt-047"} <= set(v0)
+    assert {"gt-001", "gt-039", "gt-041", "gt-047", "gt-029", "gt-033", "gt-037", "pl-001", "pl-002"} <= set(v0)
     assert v0["gt-047"].reported == 107_984          # "# GPU blocks: 6749" x 16
-    # their models left the bundled catalog (no real copy of Qwen3-4B, Qwen2.5-1.5B-Instruct, Qwen2.5-0.5B-Instruct
-    # or DeepSeek-V2-Lite config.json was found), so the records are listed, not scored
+    assert v0["pl-001"].reported == 13_724 * 16      # "# cuda blocks: 13724"
     why = {r.obs_id: r.reason for r in skipped}
-    for oid in ("gt-029", "gt-031", "gt-033", "gt-037"):
-        assert oid not in v0 and why[oid] == "model not known to kvfit", (oid, why.get(oid))
+    assert why["gt-031"].startswith("model not known to kvfit")      # Qwen3-4B: no real config copy
+    assert "gt-039" in why["pl-004"] and "gt-039" in why["pl-003"]   # the same log / the same figures
     orpheus = [r for r in assumed if r.obs_id == "gt-021"][0]
     assert orpheus.reported == 126_208 and abs(orpheus.error_pct) < 3
+
+
+def test_terms_and_causes():
+    """The GPU-side terms a log prints are scored one by one; weights-unknown records are scored on their
+    terms only; each validation record is listed under its causes."""
+    scored, skipped, implied, assumed = accuracy.run_records(_records(), DATA)
+    by = {r.obs_id: r for r in scored}
+    assert by["pl-014"].terms["activation"][1] == 1.23 and by["pl-014"].terms["non-torch"][1] == 0.02
+    assert by["pl-006"].kv_scored is False and "weights unknown" in by["pl-006"].reason
+    assert abs(by["pl-006"].terms["activation"][0] - 0.74) < 0.02           # the V0 sampler term
+    assert "LoRA" in by["pl-001"].causes and "quantized" in by["pl-013"].causes
+    assert {"MoE", "MLA", "tensor parallel"} <= set(by["gt-035"].causes)
 
 
 def test_module_runs_and_imports_no_ml_stack():
@@ -61,10 +108,10 @@ def test_module_runs_and_imports_no_ml_stack():
             "assert not bad, bad; sys.exit(rc)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "### V1:" in r.stdout and "### V0:" in r.stdout and "median |error|" in r.stdout
-    # gt-046 only in the fit section, labelled "fit", never in the V1 validation figure
-    assert "| gt-046 |" not in r.stdout and r.stdout.count("| gt-046 (fit) |") == 1
-    v1_line = next(ln for ln in r.stdout.splitlines() if ln.startswith("### V1:"))
-    assert v1_line.startswith("### V1: no records") and "gt-046, the fit record" in v1_line
-    fit_at = r.stdout.index("### Fit check, not validation")
-    assert fit_at < r.stdout.index("| gt-046 (fit) |")
+    out = r.stdout
+    assert "### V1:" in out and "### V0:" in out and "median |error|" in out
+    assert "### Per cause" in out and "### GPU-side memory, term by term" in out and "### Not scored" in out
+    # fit records only in the fit section, labelled "fit", never in a validation table
+    assert "| gt-046 |" not in out and out.count("| gt-046 (fit) |") == 2          # KV table + term table
+    fit_at = out.index("### Fit check, not validation")
+    assert fit_at < out.index("| gt-046 (fit) |")

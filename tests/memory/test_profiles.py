@@ -174,13 +174,15 @@ def test_gb10_gets_the_small_tier(version):
 
 
 @pytest.mark.parametrize("version, report", [
-    ("0.6.3", "blocks"), ("0.8.5", "blocks"), ("0.9.1", "blocks"),
-    ("0.9.2", "groups"), ("0.11.0", "groups"), ("0.20.0", "groups"),
+    ("0.6.3", "blocks"), ("0.8.5", "blocks"), ("0.9.0", "blocks"),
+    ("0.9.1", "groups"), ("0.9.2", "groups"), ("0.11.0", "groups"), ("0.20.0", "groups"),
     ("0.20.1", "concurrency"), ("0.32.0", "concurrency"), ("0.33.0", "concurrency"),
 ])
 def test_token_figure_by_release(version, report):
-    """v1/core/kv_cache_utils.py: 0.8.0-0.9.0 num_blocks * cache block_size; 0.9.2-0.20.0
-    num_blocks // len(groups) * min_block_size; 0.20.1+ int(max_concurrency * max_model_len)."""
+    """v1/core/kv_cache_utils.py: 0.8.0-0.9.0 num_blocks * cache block_size; 0.9.1-0.20.0
+    num_blocks // len(groups) * min_block_size (0.9.1 line 867: `num_blocks // len(grouped_layers) *
+    vllm_config.cache_config.block_size` in _get_kv_cache_config_uniform_page_size, the hybrid path new
+    in 0.9.1); 0.20.1+ int(max_concurrency * max_model_len)."""
     p = profile_for(version)
     assert p.tokens_report == report
     # a hybrid: 4 groups, 10,000 blocks of 544 tokens, concurrency 2.5 at 32,768

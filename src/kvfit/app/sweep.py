@@ -77,7 +77,7 @@ def sweep(inp: Inputs, utils: tuple[float, ...], gpu_util: float | None) -> dict
     grows = []
     for g in gpus:
         r = _row(inp, g, base_util, length, goals)
-        pol = policy_for(g, goals)
+        pol = policy_for(g, goals, profile=inp.profile)
         best, _ = least_utilization(inp.model, g, replace(inp.settings, max_model_len=length), inp.profile, goals, 0,
                                     pol.ceiling)
         r["min_gpu_memory_utilization"] = best.utilization if best else None

@@ -59,8 +59,15 @@ def estimate_max_model_len(layout: KVLayout, ctx: RequestContext, check_bytes: i
     return _estimate(layout, ctx, check_bytes, layout.bytes_per_block)
 
 
-def _rank_budgets(layout: KVLayout, available_bytes: int, override: int | None) -> list[tuple[int, int]]:
-    """(bytes per block, available bytes) per stage holding KV layers, in stage order."""
+def _rank_budgets(layout: KVLayout, available_bytes: int, override: int | None,
+                  whole_model: bool = False) -> list[tuple[int, int]]:
+    """(bytes per block, available bytes) per stage holding KV layers, in stage order. `whole_model`
+    (0.14-0.16 under pipeline parallelism): the check and auto-fit charge the whole model's groups
+    against the smallest stage's memory (kv_cache_utils.py::get_kv_cache_configs, `min(available_memory)`
+    with the global groups), one budget."""
+    if whole_model and len([b for b in layout.ranks if b]) > 1 and layout.model_bytes_per_block:
+        bpb = layout.model_bytes_per_block
+        return [(bpb, override * max(layout.ranks) if override is not None else available_bytes)]
     out = []
     for bpb in layout.ranks:
         if not bpb:
@@ -71,19 +78,27 @@ def _rank_budgets(layout: KVLayout, available_bytes: int, override: int | None) 
 
 
 def capacity(layout: KVLayout, ctx: RequestContext, available_bytes: int,
-             num_gpu_blocks_override: int | None = None) -> Capacity:
-    """The numbers vLLM computes once it knows the bytes available for KV on every rank."""
+             num_gpu_blocks_override: int | None = None, null_block: bool = True,
+             whole_model_check: bool = False) -> Capacity:
+    """The numbers vLLM computes once it knows the bytes available for KV on every rank.
+
+    `null_block`: the check holds back BlockPool's null block (0.29+: memory/profiles.py
+    kv_layout_rule); before, the whole budget is compared with one request's need."""
     if not layout.groups or not layout.bytes_per_block:
         return Capacity(1, 0, float("inf"), 0, 0, True, 0, available_bytes, ctx.max_model_len)
     budgets = _rank_budgets(layout, available_bytes, num_gpu_blocks_override)
     blocks = min(max(0, avail // bpb) for bpb, avail in budgets)
     per_req = layout.blocks_per_request(ctx)
+    if whole_model_check:
+        budgets = _rank_budgets(layout, available_bytes, num_gpu_blocks_override, whole_model=True)
     # _check_enough_kv_cache_memory runs stage by stage and raises at the first that fails.
     fits, estimate = True, ctx.max_model_len
-    needed = layout.bytes_per_block * per_req
-    check = (budgets[0][1] if budgets else available_bytes) - layout.bytes_per_block
+    first = budgets[0][0] if budgets else layout.bytes_per_block
+    needed = first * per_req
+    held = 1 if null_block else 0
+    check = (budgets[0][1] if budgets else available_bytes) - held * first
     for bpb, avail in budgets:
-        c = avail - bpb
+        c = avail - held * bpb
         if c <= 0:
             fits, estimate, needed, check = False, 0, bpb * per_req, c
             break
@@ -105,13 +120,14 @@ def capacity(layout: KVLayout, ctx: RequestContext, available_bytes: int,
 
 
 def auto_fit(layout: KVLayout, ctx: RequestContext, available_bytes: int,
-             num_gpu_blocks_override: int | None = None) -> int:
+             num_gpu_blocks_override: int | None = None, null_block: bool = True,
+             whole_model_check: bool = False) -> int:
     """`--max-model-len -1`: the longest length at which exactly one request fits on every stage
     (_auto_fit_max_model_len, §5.3); 0 if none."""
     if not layout.groups or not layout.bytes_per_block:
         return ctx.max_model_len
     best = ctx.max_model_len
-    for bpb, avail in _rank_budgets(layout, available_bytes, num_gpu_blocks_override):
-        check = avail - bpb
+    for bpb, avail in _rank_budgets(layout, available_bytes, num_gpu_blocks_override, whole_model_check):
+        check = avail - (bpb if null_block else 0)
         best = min(best, _estimate(layout, ctx, check, bpb) if check > 0 else 0)
     return best

@@ -49,6 +49,11 @@ class KVOptions:
     # (memory/profiles.py::gdn_checkpoint_alignment): 64, else 0. The hybrid block alignment becomes
     # lcm(alignment, 64) and each GDN MambaSpec has num_prefill_checkpoint_blocks=1.
     gdn_checkpoint_alignment: int = 0
+    # The release's layout rules (memory/profiles.py::kv_layout_rule); the defaults are 0.32's.
+    full_attention_only: bool = False    # V0, V1 0.8.0-0.8.2: sliding and chunked layers charged as full
+    chunked_as_full: bool = False        # before 0.10.0: chunked local attention is full attention
+    group_ratio: float = 1.5             # group size rule: 0 = smallest type's count (0.9.1-0.11)
+    mla_align_elems: int = 0             # V0 0.7.2-0.7.3: MLA entry rounded up to this many values
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class KVLayout:
     rank_bytes_per_block: tuple[int, ...] = ()   # per pipeline stage, in stage order
     attention_block_size: int = 0        # cache_config.block_size after the hybrid alignment
     mamba_page_padding: float = 0.0      # percent vLLM logs when it pads the mamba page
+    model_bytes_per_block: int = 0       # one block across every group for the whole model (all stages)
 
     def blocks_per_request(self, ctx: RequestContext) -> int:
         """get_max_concurrency_for_kv_cache_config: sum over groups of each group's blocks."""
@@ -161,17 +167,22 @@ def layer_spec(layer: AttentionLayer | MambaLayer, opt: KVOptions, block_size: i
     bs, dt = block_size, opt.kv_dtype_bytes
     if layer.kind == "mla":
         packed = MLA_PACKED_BYTES.get(opt.kv_cache_dtype)
-        return MLAAttentionSpec(bs, 1, layer.head_size, 0, dt, state_content_bytes=packed)
+        head = layer.head_size
+        if opt.mla_align_elems:         # V0 0.7.2-0.7.3 cache_engine.py: align_to_256bytes(entry, model dtype)
+            head = cdiv(head, opt.mla_align_elems) * opt.mla_align_elems
+        return MLAAttentionSpec(bs, 1, head, 0, dt, state_content_bytes=packed)
     if layer.kind == "indexer":     # DeepseekV32IndexerCache: uint8, no packing
         return MLAAttentionSpec(bs, 1, layer.head_size, 0, 1, role="indexer")
     heads = kv_heads_per_rank(layer.num_kv_heads, opt.tensor_parallel_size)
     args = (bs, heads, layer.head_size, layer.head_size_v, dt)
+    if opt.full_attention_only and layer.kind in ("sliding", "chunked"):
+        return AttentionSpec(*args)
     if layer.kind == "sliding" and not opt.disable_sliding_window:
         # attention.py: the window layer picks the largest kernel block within the primary page.
         base = opt.kernel_block_base
         sw_bs = max(base, bs // base * base)
         return SlidingWindowSpec(sw_bs, *args[1:], sliding_window=layer.window or 0)
-    if layer.kind == "chunked":
+    if layer.kind == "chunked" and not opt.chunked_as_full:
         return ChunkedLocalAttentionSpec(*args, attention_chunk_size=layer.chunk or 0)
     if layer.kind == "cross":
         return CrossAttentionSpec(*args)
@@ -289,7 +300,7 @@ def build_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
             buckets.setdefault(s, []).append(i)
         sizes = [len(v) for v in buckets.values()]
         group_size = min(sizes)
-        if max(sizes) < min(sizes) * 1.5:
+        if opt.group_ratio and max(sizes) < min(sizes) * opt.group_ratio:
             group_size = max(sizes)
         grouped: list[Group] = []
         padding = 0
@@ -309,6 +320,7 @@ def build_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
     for rank in range(pp):
         rank_bpb.append(max(sum(specs[i].page_size_bytes for i in g.layers if stage[i] == rank)
                             for g in groups))
+    model_bpb = max(sum(specs[i].page_size_bytes for i in g.layers) for g in groups)
     fullest = max(range(pp), key=lambda r: rank_bpb[r])
     on_rank = [i for i in specs if stage[i] == fullest]
     per_token = sum(specs[i].bytes_per_token for i in on_rank if isinstance(specs[i], AttentionSpec))
@@ -323,4 +335,5 @@ def build_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
         rank_bytes_per_block=tuple(rank_bpb),
         attention_block_size=block,
         mamba_page_padding=padding_pct,
+        model_bytes_per_block=model_bpb,
     )

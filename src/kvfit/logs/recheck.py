@@ -161,6 +161,13 @@ def recheck(facts: LogFacts, expl: Explanation, *, offline: bool = False, load=N
     return rc
 
 
+def _null_in_check(res: plan.Result) -> bool:
+    """Whether this release's capacity check holds back the null block (0.29+, profiles.kv_layout_rule)."""
+    from ..memory.profiles import kv_layout_rule
+
+    return res.profile.engine == "V1" and kv_layout_rule(res.profile).null_block_in_check
+
+
 def _budget(facts: LogFacts, res0: plan.Result, profile) -> tuple[int | None, int | None, str | None, bool]:
     """(low, high, where from, exact) bytes of KV memory the logged run had, on the fullest rank."""
     bpb, bs = res0.layout.bytes_per_block, res0.layout.block_size
@@ -174,9 +181,19 @@ def _budget(facts: LogFacts, res0: plan.Result, profile) -> tuple[int | None, in
         b = facts.num_gpu_blocks
         return b * bpb, (b + 1) * bpb - 1, f"the log's {b:,} blocks", True
     tokens, length = facts.kv_cache_tokens, facts.max_concurrency_len or facts.max_model_len
-    if tokens and length and res0.profile.tokens_report == "concurrency":
+    report = res0.profile.tokens_report
+    if tokens and report in ("blocks", "groups") and bs:
+        # "GPU KV cache size" = num_blocks x block size (0.8.0-0.9.0), or num_blocks // groups x the smallest
+        # block size (0.9.1-0.20.0): profiles.reported_tokens
+        groups = max(1, len(res0.layout.groups)) if report == "groups" else 1
+        if tokens % bs == 0:
+            lo_b, hi_b = tokens // bs * groups, tokens // bs * groups + groups - 1
+            where = (f"{lo_b:,} blocks (the log's {tokens:,} tokens / {bs})" if groups == 1 else
+                     f"{lo_b:,} to {hi_b:,} blocks (the log's {tokens:,} tokens / {bs} x {groups} groups)")
+            return lo_b * bpb, (hi_b + 1) * bpb - 1, where, groups == 1
+    if tokens and length and report == "concurrency":
         per_req = res0.layout.blocks_per_request(plan.request_context(res0.resolved, res0.settings, res0.model.arch,
-                                                                      length=length))
+                                                                      length=length, profile=res0.profile))
         if per_req:
             b0 = tokens * per_req // length
             for b in range(max(1, b0 - 2), b0 + 4):
@@ -186,7 +203,7 @@ def _budget(facts: LogFacts, res0: plan.Result, profile) -> tuple[int | None, in
     v1 = _first_error(facts, "v1_max_seq_len")
     if v1 is not None:
         have = float(v1.numbers["available_gib"])
-        extra = bpb if profile.null_block_reserved else 0
+        extra = bpb if _null_in_check(res0) else 0
         lo, hi = max(0.0, have - 0.005) * GIB + extra, (have + 0.005) * GIB + extra
         return int(lo), int(hi), f"the error's {have:.2f} GiB available (+ vLLM's null block)", False
     if facts.available_kv_gib is not None and facts.available_kv_gib > 0:
@@ -292,7 +309,7 @@ def _keep_length_fix(rc: Recheck, m, facts: LogFacts, settings: Settings, gpu: G
                      lo: int, L: int) -> Fix | None:
     """The flag that keeps max_model_len L: exact KV bytes for one request (+ vLLM's null block on V1)."""
     lay = rlo.layout
-    need = rlo.capacity.needed_bytes + (lay.bytes_per_block if profile.null_block_reserved else 0)
+    need = rlo.capacity.needed_bytes + (lay.bytes_per_block if _null_in_check(rlo) else 0)
     if profile.engine == "V0":
         need = math.ceil(L / lay.block_size) * lay.bytes_per_block
     if settings.device == "cpu":

@@ -11,8 +11,9 @@ Three terms, each with its structure read from vLLM's code and its constants fit
      [T, top_k, 2N], [T*top_k, N], [T, top_k, h] with N = moe_intermediate / tp.
    * sampler: logits for R = min(max_num_seqs, T) rows, float32 copies, sort values + int64 indices,
      softmax, cumsum, masks: R x vocab x SAMPLER bytes.
-   V0 frees the forward's intermediates before sampling, so its peak is max(forward, sampler); the
-   V1 figure is fitted as forward + sampler (see V1_SAMPLER_BYTES_PER_LOGIT).
+   V0 frees the forward's intermediates before sampling, so its peak is max(forward, sampler); so does
+   V1's model runner (max(forward, hidden states + sampler), V1_RUNNER_SAMPLER_BYTES_PER_LOGIT); Model
+   Runner V2's figure is fitted as forward + sampler (see V1_SAMPLER_BYTES_PER_LOGIT).
 2. Non-torch memory grown after vLLM's baseline snapshot (cuBLAS/attention workspaces, allocator
    slack, NCCL / custom all-reduce buffers under TP) and, in V1, persistent buffers allocated during
    profiling (counted in "consumed" beside the weights).
@@ -26,12 +27,13 @@ workspace moves from the charged reserve into the baseline (`non_torch_bytes` sh
 memory taken before vLLM's snapshot grows by it: cuda_context_bytes()).
 
 Fitting notes. V0 logs print the three parts separately ("model weights take …; non_torch_memory
-takes …; PyTorch activation peak memory takes …"); those whose model kvfit knows fix the V0
-constants. Only one V1 log with a known GPU prints the breakdown (gt-046, vLLM 0.31, Llama-3.1-8B
-on an A100 80GB); the V1 constants come from it and nothing else checks them on a known GPU, so the V1
-accuracy figure is a fit, not a validation. gt-016 (0.15.1, Llama-3.1-8B fine-tune, GPU not named)
-is consistent with them: its logged KV plus kvfit's reserve implies a 47.7 GiB card (an RTX A6000
-reports 47.54 GiB); so is gt-049 (0.13, gemma-3-1b: 31.5 GiB implied, an RTX 5090 reports 31.36).
+takes …; PyTorch activation peak memory takes …"); the V0 constants are fitted on the records whose KV
+figure the benchmark does not score (pl-005 .. pl-010: their weights are unknown), so the scored V0
+records validate them. V1 has two profile runs (profiles.model_runner_v2): Model Runner V2's terms are
+fitted on gt-046 (vLLM 0.31, Llama-3.1-8B, A100 80GB), the V1 runner's on pl-014 (0.10.2, Qwen3-8B FP8,
+L4); both logs print the breakdown and are labelled "fit" in the benchmark. pl-013 (0.11.2, FlashInfer
+sampler) and pl-016 (0.15) validate the V1-runner terms; nothing yet validates Model Runner V2's on a
+known GPU. `python -m kvfit.bench accuracy` measures the result record by record.
 """
 
 from __future__ import annotations
@@ -56,6 +58,21 @@ from ..units import GiB, MiB
 # gpu/model_runner.py:407), and kvfit follows the record: A100 -> serve defaults 2048 tokens, 256 seqs.
 V1_NON_TORCH_BYTES = int(0.27 * GiB)
 V1_SAMPLER_BYTES_PER_LOGIT = 32
+# The V1 model runner (v1/worker/gpu_model_runner.py, every V1 release up to 0.21 and the models later
+# releases keep on it: profiles.model_runner_v2). Its profile_run frees the forward pass before
+# _dummy_sampler_run, which applies temperature, top-k and top-p to every row's logits. Fitted on pl-014
+# (0.10.2, L4, Qwen3-8B FP8, 224 rows x 151,936 vocab, the PyTorch-native top-k/top-p: "FlashInfer is not
+# available"), whose log prints the breakdown: peak activation 1.23 GiB = 2048 x 4096 x 2 B of hidden states
+# + the sampler, (1.23 GiB - 16 MiB) / (224 x 151,936) = 38.3 B per logit; non-torch 0.02 GiB. The native
+# path's own tensors: bf16 logits 2 + float32 copy 4 + sorted values 4 + int64 indices 8 + two masks 2 +
+# softmax 4 + the re-scattered logits 4 = 28 B, the rest torch.sort's workspace. With FlashInfer's kernel
+# (profiles.flashinfer_sampler) no sort: bf16 logits 2 + float32 copy 4 + masked logits 4 + probs 4 = 14 B
+# (flashinfer sampling.py top_k_top_p_sampling_from_logits), from the code, not fitted. Held out:
+# pl-013 (0.11.2, FlashInfer) and pl-016 (0.15, native, T = 8192 where the forward pass is 0.91 GiB and the
+# sampler side 1.23: the larger, not the sum, matches the log).
+V1_RUNNER_SAMPLER_BYTES_PER_LOGIT = 38
+V1_RUNNER_FLASHINFER_BYTES_PER_LOGIT = 14
+V1_RUNNER_NON_TORCH_BYTES = int(0.02 * GiB)
 # CUDA-graph estimate (profile_cudagraph_memory): gt-046 logs 0.23 GiB for 32 layers and 51 capture
 # sizes ([1, 2, 4] + 8..248 step 8 + 256..512 step 16 at max_num_seqs 256) -> per graph per layer.
 CUDAGRAPH_BYTES_PER_GRAPH_LAYER = 0.23 * GiB / (51 * 32)
@@ -88,23 +105,30 @@ def cuda_context_bytes(profile=None, compute_capability: tuple[int, int] | None 
     return CUDA_CONTEXT_BYTES + extra
 
 # --- V0 (<= 0.8.x) -------------------------------------------------------------------------------
-# Sampler peak per logit: activation / (R x vocab) over the V0 logs whose sampler dominates the forward
-# term, R = max_num_seqs as logged: gt-033 38.7 (R 256), gt-037 39.7 (R 256), gt-039 39.2 (R 192);
-# median 39.2 (gt-053, low confidence, 38.4). The V0 sampler's own tensors add up to 32 B: bf16 logits
-# 2 + float32 4 + sort 4 + int64 indices 8 + masks 2 + softmax 4 + cumsum 4 + re-scattered logits 4;
-# the rest is torch.sort's workspace and allocator rounding.
+# Fit and hold-out (bench/accuracy.py): the V0 constants are fitted on the calibration records whose KV
+# figure is not scored (their weights are unknown: bitsandbytes checkpoints, pl-005 .. pl-010), so every
+# KV-scored V0 record validates them.
+# Sampler peak per logit: activation / (R x vocab) over the logs whose sampler dominates the forward term,
+# R = max_num_seqs as logged: pl-005 38.6 (R 128, vocab 151,936), pl-006 38.7 (160, 128,256), pl-007 41.0
+# (224, 32,768), pl-008 38.6 (192, 151,936); median 38.7. (The earlier fit on gt-033, gt-037 and gt-039
+# gave 39.2.) The V0 sampler's own tensors add up to 32 B: bf16 logits 2 + float32 4 + sort 4 + int64
+# indices 8 + masks 2 + softmax 4 + cumsum 4 + re-scattered logits 4; the rest is torch.sort's workspace
+# and allocator rounding.
 V0_SAMPLER_BYTES_PER_LOGIT = 39
 # The forward term T x (3I/tp + 4h) x 2 B reproduces the V0 logs whose sampler is small (few seqs or a
 # small vocab): gt-047 1.09 vs 1.09 GiB logged (16 seqs), gt-031 0.73 vs 0.74 (1 seq), gt-041 4.34 vs
 # 4.35, gt-059 1.11 vs 1.12 (CosyVoice2 speech vocab); gt-001 (0.6.4) 2.21 vs 2.07.
-# non_torch_memory (0.6.5+, "non_torch_increase"), single GPU: median of gt-027 0.05, gt-031 0.04,
-# gt-033 0.08, gt-037 0.11, gt-039 0.05, gt-041 0.09, gt-043 0.09, gt-047 0.10, gt-059 0.07 = 0.08 GiB.
-V0_NON_TORCH_BYTES = int(0.08 * GiB)
+# non_torch_memory (0.6.5+, "non_torch_increase"), single GPU: median of the unscored records pl-005 0.03,
+# pl-006 0.03, pl-007 0.08, pl-008 0.05, pl-009 0.03, pl-010 0.03 = 0.03 GiB. (The scored V0 logs print
+# 0.03 to 0.11; gt-003, on a shared development machine, 1.79.)
+V0_NON_TORCH_BYTES = int(0.03 * GiB)
 # Tensor parallel: NCCL and custom all-reduce buffers. Median of gt-025 0.25 (TP2), gt-053 0.20 (TP4),
 # gt-017 0.38 (TP4, middle rank) = 0.25 GiB. (MLA/MoE logs gt-029 2.10 and gt-035 7.16 carry large
-# MoE workspaces kvfit does not model; gt-055 is a ROCm fork.) V1 gets the same TP increment.
+# MoE workspaces kvfit does not model; gt-055 is a ROCm fork.) None of these is a scored record.
 V0_NON_TORCH_TP_BYTES = int(0.25 * GiB)
-TP_NON_TORCH_EXTRA = V0_NON_TORCH_TP_BYTES - V0_NON_TORCH_BYTES
+# What tensor parallelism adds to V1's non-torch term: that median less the single-GPU median of the V0
+# logs gt-027 .. gt-059 (0.08 GiB).
+TP_NON_TORCH_EXTRA = V0_NON_TORCH_TP_BYTES - int(0.08 * GiB)
 # 0.6.4 counted all memory not allocated by torch, CUDA context included (worker.py: used - torch
 # allocated): gt-001 logs non_torch_memory=0.35GiB on an RTX 3090 (gt-051: 0.15 on an 8 GB card).
 V0_064_NON_TORCH_BYTES = int(0.35 * GiB)
@@ -154,13 +178,14 @@ def estimate_cudagraph_bytes(profile, *, max_num_seqs: int, max_num_batched_toke
     return int(max(2 * (n - 1) * CUDAGRAPH_FLOOR_PER_GRAPH, n * max(1, layers_on_rank) * CUDAGRAPH_BYTES_PER_GRAPH_LAYER))
 
 
-def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int) -> int:
+def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int, moe_chunk: int | None = None) -> int:
+    """`moe_chunk`: the fused-MoE caches are sized for min(tokens, chunk) (profiles.fused_moe_chunk_tokens)."""
     h = arch.hidden_size
     if arch.num_experts and arch.experts_per_token:
         n = (arch.moe_intermediate_size or arch.intermediate_size) / tp
-        per_token = arch.experts_per_token * (3 * n + h) + 4 * h
-    else:
-        per_token = 3 * arch.intermediate_size / tp + 4 * h
+        moe_tokens = min(tokens, moe_chunk) if moe_chunk else tokens
+        return int((moe_tokens * arch.experts_per_token * (3 * n + h) + tokens * 4 * h) * act_bytes)
+    per_token = 3 * arch.intermediate_size / tp + 4 * h
     return int(tokens * per_token * act_bytes)
 
 
@@ -182,14 +207,20 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
                       compute_capability: tuple[int, int] | None = None, max_model_len: int = 0,
                       env=None, sm_count: int | None = None, num_speculative_tokens: int = 0,
                       attention_backend: str | None = None, kv_lora_rank: int | None = None,
-                      encoder=None) -> Overhead:
+                      encoder=None, offload_layer_bytes: int = 0) -> Overhead:
     """Activation peak, CUDA-graph estimate and non-torch memory on one GPU, by the release's formula
     (memory.profiles.Profile.memory_formula).
 
     With `profile` (a memory.profiles.Profile) the release's own terms apply too: the formula is the
     profile's, and from 0.33 the warm-up sampler pass, the TRITON_MLA workspace (for MLA models: needs
     `max_model_len`; `sm_count` caps the split count, None leaves it uncapped) and the cuBLAS
-    workspace in the baseline. Without it the numbers are the 0.32 ones, as before.
+    workspace in the baseline, and the fused-MoE chunk (profiles.fused_moe_chunk_tokens). Without it
+    the numbers are the 0.32 ones, as before.
+
+    `offload_layer_bytes` (V0 only): with --cpu-offload-gb, V0's maybe_offload_to_cpu
+    (model_executor/models/utils.py) copies each offloaded layer's parameters back to the GPU for its
+    forward (`v.to(device)` + functional_call), so the profiled peak holds one layer's copy beside the
+    activations; V1 reads them through UVA views (0.8.3+), no copy.
 
     `encoder` (memory.encoder.EncoderProfile) is the multimodal encoder's profile for this release and launch.
     V1: the encoder runs first and its outputs stay in the encoder cache through the decoder's dummy run and
@@ -208,11 +239,27 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
     enc = encoder if encoder is not None and getattr(encoder, "modelled", False) else None
     if v0 and enc is not None and enc.v0_seqs:
         rows = enc.v0_seqs                  # the dummy batch has only these sequences (doc C3)
-    forward = forward_peak_bytes(arch, t, act_bytes, tp)
-    per_logit = V0_SAMPLER_BYTES_PER_LOGIT if v0 else V1_SAMPLER_BYTES_PER_LOGIT
-    if profile is not None and not v0:
-        per_logit += P.sampler_warmup_bytes_per_logit(profile, device=device,
-                                                      compute_capability=compute_capability, env=env)
+    chunk = P.fused_moe_chunk_tokens(profile, env) if profile is not None else None
+    forward = forward_peak_bytes(arch, t, act_bytes, tp, chunk)
+    if v0 and offload_layer_bytes > 0:
+        forward += offload_layer_bytes
+    # Which V1 profile run (profiles.model_runner_v2): Model Runner V2 keeps the fit on gt-046 (forward +
+    # sampler); the V1 runner frees the forward's intermediates before its dummy sampler run, so its peak is
+    # the larger of the two, the sampler's beside the [T, h] hidden states it is given.
+    v1_runner = (profile is not None and not v0 and not P.model_runner_v2(
+        profile, architectures=tuple(arch.architectures), is_moe=bool(arch.num_experts),
+        quantized=bool(arch.quantization), hybrid=arch.is_hybrid, env=env))
+    if v0:
+        per_logit = V0_SAMPLER_BYTES_PER_LOGIT
+    elif v1_runner:
+        per_logit = (V1_RUNNER_FLASHINFER_BYTES_PER_LOGIT if P.flashinfer_sampler(
+            profile, device=device, compute_capability=compute_capability, env=env)
+            else V1_RUNNER_SAMPLER_BYTES_PER_LOGIT)
+    else:
+        per_logit = V1_SAMPLER_BYTES_PER_LOGIT
+        if profile is not None:
+            per_logit += P.sampler_warmup_bytes_per_logit(profile, device=device,
+                                                          compute_capability=compute_capability, env=env)
     sampler = rows * arch.vocab_size * per_logit
     enc_fwd = enc.forward_bytes if enc is not None else 0
     enc_persistent = enc.persistent_bytes if enc is not None else 0
@@ -234,6 +281,9 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
             max_model_len=max_model_len, sm_count=sm_count, num_speculative_tokens=num_speculative_tokens)
     if v0:
         activation = max(forward + cache, sampler, enc_fwd + cache) if enc is not None else max(forward, sampler)
+    elif v1_runner:
+        step = max(forward, t * arch.hidden_size * act_bytes + sampler)
+        activation = max(enc_fwd, cache + step + workspace) + enc_persistent
     else:
         activation = max(enc_fwd, cache + forward + sampler + workspace) + enc_persistent
     cg = 0
@@ -246,7 +296,8 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
     elif v0:
         non_torch = V0_NON_TORCH_TP_BYTES if tp > 1 else V0_NON_TORCH_BYTES
     else:
-        non_torch = V1_NON_TORCH_BYTES + (TP_NON_TORCH_EXTRA if tp > 1 else 0)
+        non_torch = (V1_RUNNER_NON_TORCH_BYTES if v1_runner else V1_NON_TORCH_BYTES) + (
+            TP_NON_TORCH_EXTRA if tp > 1 else 0)
         if profile is not None and profile.cublas_before_baseline and device == "cuda":
             non_torch -= cublas_workspace_bytes(compute_capability)
     return Overhead(int(activation), cg, non_torch, forward, sampler, cache, workspace, enc_fwd, enc_persistent,

@@ -45,14 +45,26 @@ Memory and engine
                (cudagraph_headroom_warning). Capture sizes per release:
                cudagraph_capture_sizes (config/vllm.py, config.py before 0.10.2)
   0.28.0       >= 160 GiB tier (B200/B300): 16384 tokens for both entrypoints engine/arg_utils.py
+  0.22.0+      Model Runner V2 profiles some models by default, all from 0.30
+               (model_runner_v2); the V1 runner's peak is max(forward, sampler) config/vllm.py
+  0.21.0       FlashInfer's top-k/top-p sampler on by default (opt-in 0.11.1-0.20;
+               an optional extra up to 0.11.0) (flashinfer_sampler)           envs.py, v1/sample/ops/
+  KV layout    V0 / V1 0.8.0-0.8.2 all layers full, 0.8.3-0.9.0 sliding unified
+               to full, hybrid groups from 0.9.1, group-size ratio, in-flight
+               batches 0.26+, null block in the check 0.29+, PP check 0.14-0.16,
+               V0 MLA 256-byte alignment 0.7.2-0.7.3 (kv_layout_rule)          v1/core/kv_cache_utils.py,
+                                                                              worker/cache_engine.py
+  0.5.3-0.17   fused-MoE intermediate caches chunked at 32768 (16384 from 0.14)
+               tokens (fused_moe_chunk_tokens)                                 envs.py, fused_moe.py
   all V1       GB10 (DGX Spark, cc 12.1) gets the small batch tier: <= 0.32
                NVML's memory query raises there (device_memory = 0), 0.33
                checks is_device_capability((12, 1))                           engine/arg_utils.py, platforms/cuda.py
 
 "GPU KV cache size: N tokens" (tokens_report)                                 v1/core/kv_cache_utils.py
   V0             no token line; kvfit reports num_gpu_blocks x block_size ("blocks")
-  0.8.0-0.9.1    num_blocks x block_size ("blocks")
-  0.9.2-0.20.0   num_blocks // len(kv_cache_groups) x min block size ("groups"; one group: the same)
+  0.8.0-0.9.0    num_blocks x block_size ("blocks")
+  0.9.1-0.20.0   num_blocks // len(kv_cache_groups) x min block size ("groups"; one group: the same;
+                 0.9.1 multiplies by cache_config.block_size, which every group then has)
   0.20.1+        int(max_concurrency x max_model_len) ("concurrency")
 
 --kv-cache-dtype accepted (config/cache.py CacheDType, engine/arg_utils.py choices before 0.8.5)
@@ -276,7 +288,7 @@ def profile_for(version: str | None, gpu=None, engine: str | None = None) -> Pro
         rule = "v1-70-a100"
     else:
         rule = "v1-160"
-    if v < (0, 9, 2):
+    if v < (0, 9, 1):
         tokens = "blocks"
     elif v <= (0, 20, 0):
         tokens = "groups"
@@ -766,6 +778,97 @@ def reported_tokens(profile: Profile, *, num_blocks: int, block_size: int, num_g
     return num_blocks * block_size
 
 
+# --- the KV layout each release builds ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class KVLayoutRule:
+    """How the release lays out and checks the KV cache (kv/layout.py and kv/capacity.py read it).
+
+    Read from each wheel (paths inside its vllm/ package):
+      V0 (all)      worker/cache_engine.py::get_cache_block_size: every attention layer is charged
+                    num_heads x head_size x 2 per token, for every block: no window, no groups
+                    (all_full). 0.7.2-0.7.3: MLA entries (kv_lora_rank + rope dim) are rounded up to
+                    256 bytes of the *model* dtype when VLLM_CUDA_MEM_ALIGN_KV_CACHE is on (default
+                    "1"): 576 -> 640 values, then times the KV dtype size (CacheEngine._align_cache,
+                    utils.py::align_to_256bytes; absent from 0.7.1 and 0.8.0).
+      0.8.0-0.8.2   v1/worker/gpu_model_runner.py::get_kv_cache_spec: every decoder layer a
+                    FullAttentionSpec (all_full).
+      0.8.3-0.9.0   v1/core/kv_cache_utils.py::get_kv_cache_config calls unify_hybrid_kv_cache_specs
+                    unconditionally: SlidingWindowSpec -> FullAttentionSpec when full layers exist
+                    (unify_local); a model of sliding layers only keeps them.
+      < 0.10.0      chunked local attention (Llama 4) has no spec of its own: full attention
+                    (ChunkedLocalAttentionSpec is new in 0.10.0's v1/kv_cache_interface.py).
+      0.9.1+        the hybrid manager (_get_kv_cache_config_uniform_page_size) unless
+                    --disable-hybrid-kv-cache-manager. Group size: the smallest type's layer count
+                    (0.9.1-0.11.x), the largest when it is below 1.25x the smallest (0.12-0.17),
+                    1.5x (0.18+) (group_ratio).
+      < 0.26        a sliding window reserves min(window - 1 + max_num_batched_tokens, L) tokens; 0.26+
+                    max_in_flight_tokens = max_concurrent_batches x max_num_batched_tokens
+                    (config/vllm.py::max_in_flight_tokens) (in_flight_batches).
+      0.28+         EAGLE lookahead tokens retained below the window (extra_retained_tokens).
+      0.14-0.16     under pipeline parallelism the capacity check and auto-fit charge the global groups
+                    (the whole model's layers) against min(available_memory) (get_kv_cache_configs:
+                    _check_enough_kv_cache_memory(min(available_memory), ...global_kv_cache_groups));
+                    0.12-0.13 and 0.17+ check each stage with its own layers (pp_whole_model_check).
+      0.29+         the capacity check and auto-fit hold back the null block BlockPool keeps
+                    ("Reserve the null block", kv_cache_utils.py) (null_block_in_check).
+    """
+    all_full: bool
+    unify_local: bool
+    group_ratio: float
+    in_flight_batches: bool
+    extra_retained: bool
+    null_block_in_check: bool
+    mla_align_256: bool
+    chunked_as_full: bool = False    # V0 and V1 before 0.10.0: no ChunkedLocalAttentionSpec (full)
+    pp_whole_model_check: bool = False   # 0.14-0.16: the whole model's KV against the smallest stage
+    # 0.9.1-0.10.x group the layers of one type in consecutive runs (layers[i:i + group_size]), 0.11+
+    # strided (layers[i::num_groups]); it matters only for which stage a group's layers sit on.
+    strided_groups: bool = True
+
+
+def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, device: str = "cuda") -> KVLayoutRule:
+    v = _rel(profile)
+    if profile.engine == "V0":
+        raw = _env_flag(env, "VLLM_CUDA_MEM_ALIGN_KV_CACHE")
+        try:
+            align_on = bool(int(raw)) if raw is not None else True
+        except ValueError:
+            align_on = True
+        return KVLayoutRule(all_full=True, unify_local=True, group_ratio=0.0, in_flight_batches=False,
+                            extra_retained=False, null_block_in_check=False,
+                            mla_align_256=(0, 7, 2) <= v < (0, 8, 0) and align_on and device == "cuda",
+                            chunked_as_full=True, strided_groups=False)
+    if v < (0, 12, 0):
+        ratio = 0.0
+    elif v < (0, 18, 0):
+        ratio = 1.25
+    else:
+        ratio = 1.5
+    return KVLayoutRule(all_full=v < (0, 8, 3), unify_local=v < (0, 9, 1), group_ratio=ratio,
+                        in_flight_batches=v >= (0, 26, 0), extra_retained=v >= (0, 28, 0),
+                        null_block_in_check=v >= (0, 29, 0), mla_align_256=False,
+                        chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0),
+                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0))
+
+
+def fused_moe_chunk_tokens(profile: Profile | str, env: Mapping[str, str] | None = None) -> int | None:
+    """Tokens one fused-MoE call sizes its intermediate caches for (fused_moe.py::fused_experts_impl:
+    M = min(num_tokens, CHUNK_SIZE)): VLLM_FUSED_MOE_CHUNK_SIZE, default 32768 in 0.5.3-0.13
+    (envs.py), 16384 in 0.14-0.17; no chunking before 0.5.3 nor from 0.18 (the variable is gone).
+    None: not chunked."""
+    v = _rel(profile)
+    if v < (0, 5, 3) or v >= (0, 18, 0):
+        return None
+    raw = _env_flag(env, "VLLM_FUSED_MOE_CHUNK_SIZE")
+    try:
+        if raw is not None and int(raw) > 0:
+            return int(raw)
+    except ValueError:
+        pass
+    return 32768 if v < (0, 14, 0) else 16384
+
+
 # --- CUDA graphs ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -857,6 +960,71 @@ def cudagraph_headroom_warning(profile: Profile, *, total_bytes: int, gpu_memory
             f"and vLLM {profile.version} does not reserve them: only {max(headroom, 0) / GiB:.2f} GiB is left "
             f"outside --gpu-memory-utilization {gpu_memory_utilization}, so the capture may run out of memory; "
             "lower the utilization or pass --enforce-eager")
+
+
+# --- the model runner and the sampler the profile runs ---------------------------------------------
+
+# config/vllm.py DEFAULT_V2_MODEL_RUNNER_ARCHITECTURES, per release read.
+_V2_RUNNER_ARCHS = {
+    (0, 22, 0): frozenset({"Qwen3ForCausalLM"}),
+    (0, 24, 0): frozenset({"Qwen3ForCausalLM", "DeepseekV2ForCausalLM", "Qwen2MoeForCausalLM",
+                           "GraniteMoeForCausalLM", "LlamaForCausalLM", "MistralForCausalLM"}),
+    (0, 26, 0): frozenset({"DeepseekV2ForCausalLM", "GraniteMoeForCausalLM", "InklingForCausalLM",
+                           "InklingForConditionalGeneration", "LongcatFlashNgramForCausalLM", "Qwen2MoeForCausalLM"}),
+}
+
+
+def model_runner_v2(profile: Profile, *, architectures: tuple[str, ...] = (), is_moe: bool = False,
+                    quantized: bool = False, hybrid: bool = False, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the V1 engine profiles with Model Runner V2 (v1/worker/gpu/model_runner.py) or the V1 runner
+    (v1/worker/gpu_model_runner.py); their profile runs differ (overhead.estimate_overhead).
+
+    VLLM_USE_V2_MODEL_RUNNER (envs.py, 0.20+) decides when set. Otherwise (config/vllm.py
+    use_v2_model_runner / _is_default_v2_model_runner_model): never before 0.22; 0.22-0.23 Qwen3ForCausalLM
+    only, not MoE, not quantized; 0.24-0.25 the architectures listed; 0.26-0.29 the listed ones or any
+    non-MoE model, not hybrid; 0.30+ every model (kvfit does not model the features that still fall back)."""
+    v = _rel(profile)
+    if profile.engine != "V1":
+        return False
+    raw = _env_flag(env, "VLLM_USE_V2_MODEL_RUNNER")
+    if raw is not None and v >= (0, 20, 0):
+        low = raw.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+    if v < (0, 22, 0):
+        return False
+    if v >= (0, 30, 0):
+        return True
+    listed = _V2_RUNNER_ARCHS[max(k for k in _V2_RUNNER_ARCHS if k <= v)]
+    hit = bool(set(architectures) & listed)
+    if v < (0, 24, 0):
+        return hit and not is_moe and not quantized
+    if v < (0, 26, 0):
+        return hit
+    return not hybrid and (hit or not is_moe)
+
+
+def flashinfer_sampler(profile: Profile, *, device: str = "cuda", compute_capability: tuple[int, int] | None = None,
+                       env: Mapping[str, str] | None = None) -> bool:
+    """Whether top-k/top-p sampling runs FlashInfer's kernel (v1/sample/ops/topk_topp_sampler.py) rather than
+    PyTorch's sort. Up to 0.11.0 flashinfer-python is only an optional extra of the wheel (METADATA:
+    `extra == "flashinfer"`): kvfit assumes it absent unless VLLM_USE_FLASHINFER_SAMPLER=1. 0.11.1-0.20
+    install it but use it only with VLLM_USE_FLASHINFER_SAMPLER=1; from 0.21 it is on unless set to 0
+    (envs.py default True), on compute capability 8.0-12.1 (FlashInferBackend.supports_compute_capability)."""
+    if profile.engine != "V1" or device != "cuda":
+        return False
+    raw = _env_flag(env, "VLLM_USE_FLASHINFER_SAMPLER")
+    try:
+        setting = bool(int(raw)) if raw is not None else None
+    except ValueError:
+        setting = None
+    cc = tuple(compute_capability) if compute_capability else (8, 0)
+    capable = (8, 0) <= cc <= (12, 1)
+    if _rel(profile) < (0, 21, 0):
+        return bool(setting) and capable
+    return (setting is not False) and capable
 
 
 # --- vLLM 0.33: sampler warm-up pass, TRITON_MLA workspace, GDN checkpoints ------------------------

@@ -398,6 +398,7 @@ class WeightBreakdown:
     offloaded_bytes: int         # moved to CPU by --cpu-offload-gb
     pp_rank: int
     detail: str
+    offloaded_layer_bytes: int = 0   # one decoder layer's offloaded bytes on this rank (V0 copies it back per forward)
 
     @property
     def total(self) -> int:
@@ -482,12 +483,14 @@ def _offload_split(layer_bytes: float, layers: int, budget: int, arch: ModelArch
     for _ in range(layers):
         for p in params:
             if moved >= budget:
-                return int(moved)
+                break
             moved += p
-            if not math.isfinite(moved):
-                from ..errors import ConfigError
+        if moved >= budget:
+            break
+    if not (math.isfinite(moved) and all(math.isfinite(p) for p in params)):
+        from ..errors import ConfigError
 
-                raise ConfigError("config.json's sizes give weights too large to place (--cpu-offload-gb)")
+        raise ConfigError("config.json's sizes give weights too large to place (--cpu-offload-gb)")
     return int(moved)
 
 
@@ -588,7 +591,8 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
               + (f", MXFP4 experts padded to multiples of {mxfp4_padding[0]}/{mxfp4_padding[1]} "
                  f"(+{pad_extra / GIB:.2f} GiB)" if pad_extra else "")
               + (f", MLA W_UV/W_UK_T dequantized from kv_b_proj (+{mla_extra / GIB:.2f} GiB)" if mla_extra else ""))
-    return WeightBreakdown(int(params_rank) - offloaded, rotary, lora_b, offloaded, rank, detail)
+    one_layer = int(min(offloaded, layer_bytes / tp)) if offloaded else 0
+    return WeightBreakdown(int(params_rank) - offloaded, rotary, lora_b, offloaded, rank, detail, one_layer)
 
 
 def weights_per_gpu(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int = 1, pp: int = 1, *,

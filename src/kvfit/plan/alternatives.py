@@ -76,7 +76,7 @@ class Ctx:
         """Judge candidate settings at the least utilization that meets the goals (up to the ceiling of the
         GPU it runs on); the context it buys at the launch's own utilization."""
         g, m = gpu or self.gpu, model or self.model
-        pol = self.policy if gpu is None else policy_for(g, self.goals, s.device)
+        pol = self.policy if gpu is None else policy_for(g, self.goals, s.device, self.profile)
         if s.kv_cache_memory_bytes is not None or s.device != "cuda":
             c = try_judge(m, g, s, self.profile, self.goals, pol.headroom_bytes)
             if c is None:

@@ -20,9 +20,12 @@ from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from ..kv.layout import KVLayout, KVOptions, build_layout
 from ..kv.specs import RequestContext
 from ..memory.encoder import encoder_profile
-from ..memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
-from ..memory.profiles import (Profile, batch_defaults, max_len_refusal, mxfp4_moe_backend, resolve_batch,
-                               rope_scaled_max_len, v0_batch, v0_chunked_prefill)
+from ..memory.overhead import (Overhead, cuda_context_bytes, estimate_cudagraph_bytes, estimate_overhead,
+                               is_multimodal)
+from ..memory.profiles import (Profile, batch_defaults, cudagraph_headroom_warning, cudagraph_rule,
+                               gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, max_len_refusal,
+                               mxfp4_moe_backend, reported_tokens, resolve_batch, rope_scaled_max_len, v0_batch,
+                               v0_chunked_prefill)
 from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
                               weights_breakdown)
@@ -171,6 +174,9 @@ def derived_length(arch: ModelArch, settings: Settings, profile: Profile, config
 def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile, config: Mapping | None = None
             ) -> Resolved:
     model_dtype = resolve_model_dtype(arch, settings.dtype_canonical, gpu, settings.device)
+    kv_error = kv_cache_dtype_error(profile, settings.kv_cache_dtype, model_dtype)
+    if kv_error:
+        raise BadFlag(kv_error, flag="kv_cache_dtype")
     kv_str, kv_bytes = resolve_kv_dtype(arch, settings, model_dtype)
     asked = settings.max_model_len
     derived, derived_key, default_len, _ = derived_length(arch, settings, profile, config)
@@ -197,7 +203,8 @@ def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile, con
                        "vLLM splits the layers over the stages; use at most one stage per layer.")
     world = settings.tensor_parallel_size * settings.pipeline_parallel_size
     defaults = batch_defaults(device=settings.device, total_bytes=gpu.total_bytes, gpu_name=gpu.name,
-                              entrypoint=settings.entrypoint, world_size=world, profile=profile)
+                              entrypoint=settings.entrypoint, world_size=world, profile=profile,
+                              compute_capability=gpu.compute_capability if settings.device == "cuda" else None)
     # ModelConfig.is_chunked_prefill_supported: off for encoder-decoder models (SchedulerConfig then
     # takes max(max_model_len, default) tokens and refuses a smaller --max-num-batched-tokens).
     chunked = not arch.is_encoder_decoder
@@ -244,14 +251,18 @@ def _mamba_cache_mode(arch: ModelArch, settings: Settings) -> str:
     return "align" if prefix and arch.mamba_layers else "none"
 
 
-def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: int | None = None) -> RequestContext:
+def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: int | None = None,
+                    profile: Profile | None = None) -> RequestContext:
     """max_in_flight = max_concurrent_batches x mnbt (config/vllm.py::VllmConfig.max_in_flight_tokens).
 
     Async scheduling (on by default on GPU, off on the CPU platform and with ngram-style speculative
     decoding) makes it 2 batches, pp+1 under pipeline parallelism (model runner V2); otherwise pp.
     EAGLE-family speculative decoding looks ahead during prefill: sliding windows retain
     num_prefill_lookahead_tokens - 1 more tokens (multi-module MTP: num_speculative_tokens - 1).
+    With `profile`, the release's rule (profiles.kv_layout_rule): one batch of in-flight tokens before
+    0.26, no retained lookahead before 0.28; without it, 0.32's.
     """
+    rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device) if profile is not None else None
     pp = settings.pipeline_parallel_size
     method = settings.speculative_method
     concurrent = pp
@@ -261,6 +272,10 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
     if method in F.EAGLE_METHODS:
         n = settings.num_speculative_tokens
         lookahead = n if method == "mtp" and min(arch.mtp_layers or 1, n) > 1 else 1
+    if rule is not None and not rule.in_flight_batches:
+        concurrent = 1
+    if rule is not None and not rule.extra_retained:
+        lookahead = 0
     return RequestContext(max_model_len=length or r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
                           max_in_flight_tokens=concurrent * r.max_num_batched_tokens,
                           extra_retained_tokens=max(0, lookahead - 1),
@@ -268,8 +283,10 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
                           mamba_cache_mode=_mamba_cache_mode(arch, settings))
 
 
-def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int | None = None) -> KVOptions:
-    """The launch facts that shape vLLM's KV layout (layout.KVOptions)."""
+def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int | None = None,
+               profile: Profile | None = None, gpu: Gpu | None = None) -> KVOptions:
+    """The launch facts that shape vLLM's KV layout (layout.KVOptions); with `profile` (and `gpu`) the
+    release's layout rules (profiles.kv_layout_rule, 0.33's GDN checkpoints), else 0.32's."""
     method = settings.speculative_method
     # config/vllm.py: the hybrid KV cache manager stays on unless disabled, or chunked local attention
     # meets EAGLE (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 1 in 0.32).
@@ -287,18 +304,36 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
     if settings.device == "cpu":
         ssm_dtype = cpu_host.ssm_cache_dtype_for(cpu_host.from_settings(settings), arch, ssm_dtype)
     ssm = conv if ssm_dtype == "auto" else DTYPE_BYTES[ssm_dtype]
+    mode = _mamba_cache_mode(arch, settings)
+    release: dict = {}
+    if profile is not None:
+        rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device)
+        if rule.unify_local and profile.engine == "V1" and not arch.mamba_layers:   # V0: all_full instead;
+            # mamba hybrids ran V0 on these releases (profiles.engine_for)
+            hybrid = False
+        release = dict(full_attention_only=rule.all_full, chunked_as_full=rule.chunked_as_full,
+                       group_ratio=rule.group_ratio,
+                       mla_align_elems=256 // model_bytes if rule.mla_align_256 and arch.use_mla else 0)
+        gdn = [x for x in arch.mamba_layers if x.kind == "gdn"]
+        if gdn:
+            cc = gpu.compute_capability if gpu is not None and settings.device == "cuda" else None
+            head_k = dict(gdn[0].params).get("dk")              # linear_key_head_dim
+            release["gdn_checkpoint_alignment"] = gdn_checkpoint_alignment(
+                profile, device=settings.device, compute_capability=cc,
+                head_k_dim=head_k if isinstance(head_k, int) else None,
+                all_mamba_layers_gdn=len(gdn) == len(arch.mamba_layers), mamba_cache_mode=mode)
     return KVOptions(block_size=block_size or r.block_size, kv_dtype_bytes=r.kv_dtype_bytes,
                      kv_cache_dtype=r.kv_cache_dtype, tensor_parallel_size=settings.tensor_parallel_size,
                      pipeline_parallel_size=settings.pipeline_parallel_size, hybrid_manager=hybrid,
                      disable_sliding_window=settings.disable_sliding_window,
                      kernel_block_base=cpu_host.kernel_block_base(cpu_host.from_settings(settings), use_mla=arch.use_mla)
                      if settings.device == "cpu" else 16,
-                     mamba_cache_mode=_mamba_cache_mode(arch, settings), mamba_conv_bytes=conv,
+                     mamba_cache_mode=mode, mamba_conv_bytes=conv,
                      mamba_ssm_bytes=ssm,
                      num_speculative_tokens=settings.num_speculative_tokens if method else 0,
                      max_model_len=r.max_model_len,
                      mtp_layers=(arch.mtp_layers or 1) if method == "mtp" else 0,
-                     mamba_align_block=settings.block_size or 16)
+                     mamba_align_block=settings.block_size or 16, **release)
 
 
 def fullest_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
@@ -315,15 +350,21 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
     inv = inv or model.inventory or estimate_inventory(arch)
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     lora = LoraSpec(settings.max_loras, settings.max_lora_rank) if settings.enable_lora else None
-    mx = mxfp4_moe_backend(profile.version, gpu.compute_capability) if settings.device == "cuda" else None
+    cuda = settings.device == "cuda"
+    mx = mxfp4_moe_backend(profile.version, gpu.compute_capability) if cuda else None
     wb = weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora,
                            cpu_offload_bytes=int(settings.cpu_offload_gb * GiB),    # vLLM: int(gb * 1024**3)
                            mxfp4_padding=mx.padding if mx else None)
     weights = wb.total
+    env = dict(settings.vllm_env)
+    spec = settings.num_speculative_tokens if settings.speculative_method else 0
     ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
                            act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
-                           cudagraph_counted=profile.cudagraph_estimate_subtracted,
-                           layers_on_rank=layout.layers_on_rank, memory_formula=profile.memory_formula,
+                           cudagraph_counted=False, layers_on_rank=layout.layers_on_rank,
+                           memory_formula=profile.memory_formula, profile=profile, device=settings.device,
+                           compute_capability=gpu.compute_capability if cuda else None,
+                           max_model_len=r.max_model_len, env=env, num_speculative_tokens=spec,
+                           offload_layer_bytes=wb.offloaded_layer_bytes,
                            encoder=encoder_profile(
                                model.config, profile=profile, text_hidden=arch.hidden_size,
                                max_model_len=r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
@@ -332,6 +373,12 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
                                mm_processor_kwargs=settings.mm_processor_kwargs,
                                skip_mm_profiling=settings.skip_mm_profiling,
                                chunked_prefill=not arch.is_encoder_decoder))
+    # CUDA graphs per release (profiles.cudagraph_rule): deducted before KV sizing only where vLLM
+    # estimates and subtracts them; otherwise captured afterwards in what utilization leaves free.
+    if cuda and cudagraph_rule(profile, env, enforce_eager=settings.enforce_eager).deducted:
+        ov = replace(ov, cudagraph_bytes=estimate_cudagraph_bytes(
+            profile, max_num_seqs=r.max_num_seqs, max_num_batched_tokens=r.max_num_batched_tokens,
+            layers_on_rank=layout.layers_on_rank, num_speculative_tokens=spec))
     # V1 0.15+: ceil(total x util) (v1/worker/utils.py::request_memory); before, and in V0, the float
     # product, whose fraction never changes a block count.
     requested = (math.ceil(gpu.total_bytes * r.gpu_memory_utilization) if profile.requested_ceil
@@ -380,7 +427,7 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
     settings = settings.validate()
     arch = model.arch
     r = resolve(arch, settings, gpu, profile, model.config)
-    layout = fullest_layout(arch, kv_options(r, settings, arch))
+    layout = fullest_layout(arch, kv_options(r, settings, arch, profile=profile, gpu=gpu))
     inv, qnotes = loaded_inventory(model, settings, gpu)
     mem, ov = memory_budget(model, gpu, settings, profile, r, layout, inv)
     notes: list[str] = list(qnotes) + list(derived_length(arch, settings, profile, model.config)[3]) + list(ov.notes)
@@ -391,12 +438,14 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
         if warning:
             notes.append(warning)
 
-    ctx = request_context(r, settings, arch)
+    ctx = request_context(r, settings, arch, profile=profile)
+    rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device)
     if r.auto_fit and layout.groups:
         budget = mem.kv_available_bytes
         if settings.num_gpu_blocks_override is not None and layout.bytes_per_block:
             budget = settings.num_gpu_blocks_override * layout.bytes_per_block   # §4.4: replaces the budget
-        fitted = auto_fit(layout, ctx, budget)
+        fitted = auto_fit(layout, ctx, budget, null_block=rule.null_block_in_check,
+                          whole_model_check=rule.pp_whole_model_check)
         if 0 < fitted < r.max_model_len:
             notes.append(f"auto-fit: vLLM reduces max_model_len from {r.max_model_len} to {fitted}")
             r = replace(r, max_model_len=fitted)
@@ -404,18 +453,40 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
     if profile.engine == "V0":
         cap = v0_capacity(layout, ctx, mem.kv_available_bytes)
     else:
-        cap = capacity(layout, ctx, mem.kv_available_bytes, settings.num_gpu_blocks_override)
+        cap = capacity(layout, ctx, mem.kv_available_bytes, settings.num_gpu_blocks_override,
+                       null_block=rule.null_block_in_check, whole_model_check=rule.pp_whole_model_check)
+        if profile.tokens_report != "concurrency" and layout.groups:
+            # the "GPU KV cache size" figure this release logs (profiles.reported_tokens)
+            cap = replace(cap, kv_cache_tokens=reported_tokens(
+                profile, num_blocks=cap.num_blocks, block_size=layout.block_size, num_groups=len(layout.groups),
+                min_block_size=layout.block_size))
     mem = replace(mem, kv_cache_bytes=cap.kv_cache_bytes)
+    if settings.device == "cuda":
+        graphs = estimate_cudagraph_bytes(profile, max_num_seqs=r.max_num_seqs,
+                                          max_num_batched_tokens=r.max_num_batched_tokens,
+                                          layers_on_rank=layout.layers_on_rank,
+                                          num_speculative_tokens=settings.num_speculative_tokens
+                                          if settings.speculative_method else 0,
+                                          enforce_eager=settings.enforce_eager)
+        warning = cudagraph_headroom_warning(profile, total_bytes=gpu.total_bytes,
+                                             gpu_memory_utilization=r.gpu_memory_utilization,
+                                             cudagraph_bytes=graphs,
+                                             context_bytes=cuda_context_bytes(profile, gpu.compute_capability),
+                                             free_bytes=free_seen_by_vllm(gpu, profile),
+                                             env=dict(settings.vllm_env), enforce_eager=settings.enforce_eager)
+        if warning and settings.kv_cache_memory_bytes is None:
+            notes.append(warning)
 
     reasons: list[str] = []
     startup_ok = True
     # vLLM's Worker.init_device runs request_memory() even with --kv-cache-memory-bytes set.
-    free = free_seen_by_vllm(gpu)
+    free = free_seen_by_vllm(gpu, profile)
     if settings.device == "cuda" and free is not None and profile.startup_free_check:
         if free < mem.requested_bytes:
             startup_ok = False
-            startable = max_startable_utilization(gpu)
-            ctx = "" if free == gpu.free_bytes else f" once its CUDA context ({CUDA_CONTEXT_BYTES / 2**30:.2f} GiB) exists"
+            startable = max_startable_utilization(gpu, profile)
+            ctx = "" if free == gpu.free_bytes else (f" once its CUDA context "
+                                                     f"({(gpu.free_bytes - free) / 2**30:.2f} GiB) exists")
             reasons.append(
                 f"vLLM will refuse to start: free memory{ctx} {free / 2**30:.2f} GiB is less than "
                 f"{r.gpu_memory_utilization} x {gpu.total_bytes / 2**30:.2f} GiB = {mem.requested_bytes / 2**30:.2f} GiB "
@@ -438,21 +509,22 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
                   inv)
 
 
-def free_seen_by_vllm(gpu: Gpu) -> int | None:
+def free_seen_by_vllm(gpu: Gpu, profile: Profile | None = None) -> int | None:
     """The free memory vLLM's startup check sees (v1/worker/gpu_worker.py: measured in its worker, after its
     own CUDA context exists): NVML's free, probed from kvfit's process, less that context (0.41 GiB on an idle
-    A100, calibration gt-046). A free figure from a vLLM log is already vLLM's own."""
+    A100, calibration gt-046; with `profile`, the release's: 0.33 creates cuBLAS handles there too,
+    memory/overhead.py::cuda_context_bytes). A free figure from a vLLM log is already vLLM's own."""
     if gpu.free_bytes is None:
         return None
     if gpu.source.startswith("NVML"):
-        return max(0, gpu.free_bytes - CUDA_CONTEXT_BYTES)
+        return max(0, gpu.free_bytes - cuda_context_bytes(profile, gpu.compute_capability))
     return gpu.free_bytes
 
 
-def max_startable_utilization(gpu: Gpu) -> float:
+def max_startable_utilization(gpu: Gpu, profile: Profile | None = None) -> float:
     """The largest 2-decimal utilization vLLM's startup check accepts: ceil(total x u) <= the free memory it
     sees."""
-    free = free_seen_by_vllm(gpu)
+    free = free_seen_by_vllm(gpu, profile)
     if free is None or gpu.total_bytes <= 0:
         return 1.0
     u = min(1.0, math.floor(free / gpu.total_bytes * 100) / 100)

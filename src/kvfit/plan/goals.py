@@ -219,7 +219,7 @@ def _judge(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: 
                               + (f" (+ {gib(headroom)} headroom)" if slack else "")
                               + f" per GPU, over the {gib(goals.max_vram_bytes)} budget"))
         if pinned:
-            free = free_seen_by_vllm(gpu)
+            free = free_seen_by_vllm(gpu, profile)
             limit = gpu.total_bytes if free is None else min(gpu.total_bytes, free)
             if footprint + headroom > limit:
                 unmet.append(("headroom", f"weights, activations and the {gib(settings.kv_cache_memory_bytes)} KV "

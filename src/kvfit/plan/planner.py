@@ -113,7 +113,7 @@ def _plan(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: G
           catalog: tuple[Gpu, ...]) -> Plan:
     goals = goals.validate()
     settings = settings.validate()
-    pol = policy_for(gpu, goals, settings.device)
+    pol = policy_for(gpu, goals, settings.device, profile)
     as_given = judge(model, gpu, settings, profile, goals, pol.headroom_bytes if goals.active else 0)
     base = with_length(goals, settings)
     if base is not settings:                      # a context goal vLLM refuses outright is bad input

@@ -7,7 +7,8 @@ pasted launch, a manifest entry, sweep, smoke); printed in the report and in the
   the KV cache (README "## Accuracy").
 * Ceiling: vLLM refuses to start when the free memory it measures is below total x utilization
   (v1/worker/gpu_worker.py request_memory, 0.9.1+), and that free memory is already short of the total by
-  vLLM's own CUDA context (0.41 GiB measured on an idle A100, calibration gt-046).
+  vLLM's own CUDA context (0.41 GiB measured on an idle A100, calibration gt-046; vLLM 0.33 also creates
+  its cuBLAS handles before that measurement: memory/overhead.py::cuda_context_bytes).
   - a probed GPU: the largest utilization its free memory starts beside that context;
   - a named GPU kvfit cannot see: 0.95, leaving 5% for the CUDA context and whatever else runs there
     (a display, another process);
@@ -21,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 from ..gpu.model import Gpu
-from ..memory.overhead import CUDA_CONTEXT_BYTES
+from ..memory.overhead import cuda_context_bytes
 from .evaluate import max_startable_utilization
 from .goals import Goals
 
@@ -50,13 +51,15 @@ def _floor_to(limit_bytes: int, total: int) -> float:
     return max(0.0, round(u, 2))
 
 
-def policy_for(gpu: Gpu, goals: Goals, device: str = "cuda") -> Policy:
+def policy_for(gpu: Gpu, goals: Goals, device: str = "cuda", profile=None) -> Policy:
+    """`profile` (memory.profiles.Profile): the release whose CUDA context is charged; None: 0.32's."""
     headroom = goals.headroom.resolve(gpu.total_bytes)
     if device != "cuda" or gpu.total_bytes <= 0:
         return Policy(headroom, goals.headroom.text, 1.0, "the CPU backend takes an explicit KV budget")
     if gpu.free_bytes is not None:
-        ceiling = max_startable_utilization(gpu)
-        ctx = f" less vLLM's CUDA context ({CUDA_CONTEXT_BYTES / 2**30:.2f} GiB)" if gpu.source.startswith("NVML") else ""
+        ceiling = max_startable_utilization(gpu, profile)
+        context = cuda_context_bytes(profile, gpu.compute_capability, device)
+        ctx = f" less vLLM's CUDA context ({context / 2**30:.2f} GiB)" if gpu.source.startswith("NVML") else ""
         reason = f"{gpu.free_bytes / 2**30:.2f} GiB free on {gpu.name}{ctx} starts at most {ceiling:.2f}"
     else:
         ceiling = UNPROBED_CEILING
