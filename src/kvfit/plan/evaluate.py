@@ -38,6 +38,11 @@ class Model:
     arch: ModelArch
     inventory: Inventory | None
     config: Mapping | None = field(default=None, compare=False, repr=False)   # config.json as read (no overrides)
+    # The image / video processor settings transformers builds from the repository's processor files
+    # (sources/processor.py; None: the class defaults), and where they came from or why there are none.
+    processor: Mapping | None = field(default=None, compare=False, repr=False)
+    video_processor: Mapping | None = field(default=None, compare=False, repr=False)
+    processor_origin: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -331,7 +336,8 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
                                limit_mm_per_prompt=settings.limit_mm_per_prompt,
                                mm_processor_kwargs=settings.mm_processor_kwargs,
                                skip_mm_profiling=settings.skip_mm_profiling,
-                               chunked_prefill=not arch.is_encoder_decoder))
+                               chunked_prefill=not arch.is_encoder_decoder, processor=model.processor,
+                               video_processor=model.video_processor, processor_origin=model.processor_origin))
     # V1 0.15+: ceil(total x util) (v1/worker/utils.py::request_memory); before, and in V0, the float
     # product, whose fraction never changes a block count.
     requested = (math.ceil(gpu.total_bytes * r.gpu_memory_utilization) if profile.requested_ceil
