@@ -307,6 +307,7 @@ class _Ctx:
     origin: str | None = None            # where processor / video_processor came from, or why there are none
     sizes: str = ""                      # the processor sizes the family's sizer used (for the source note)
     sizes_from_kwargs: bool = False      # --mm-processor-kwargs changed them
+    size_source: str | None = None       # where the sizes came from, when not the processor files (Gemma 3)
 
     def sub(self, key: str) -> dict:
         for c in (self.config, self.config.get("thinker_config") or {}):
@@ -332,6 +333,9 @@ def _source_note(ctx: _Ctx, name: str) -> None:
     the class defaults, --mm-processor-kwargs over either)."""
     if not ctx.sizes:
         return                                   # the family's items do not depend on the processor
+    if ctx.size_source:
+        _note(ctx, f"{name} processor sizes: {ctx.sizes} ({ctx.size_source})")
+        return
     if ctx.processor is not None or ctx.video_processor is not None:
         src = f"from {ctx.origin or 'the processor files given'}"
     else:
@@ -588,37 +592,57 @@ def _llava_next(ctx: _Ctx, seq_len: int, counts: Mapping[str, int]) -> dict[str,
                             f"{best_hw[1]}x{best_hw[0]} image ({tiles} tiles), {best:,} tokens")}
 
 
+# transformers/models/gemma3/processing_gemma3.py Gemma3ProcessorKwargs._defaults["images_kwargs"] (5.19)
+GEMMA3_PAN_AND_SCAN = {"do_pan_and_scan": False, "pan_and_scan_min_crop_size": 256, "pan_and_scan_max_num_crops": 4,
+                       "pan_and_scan_min_ratio_to_activate": 1.2}
+
+
+def _gemma3_crops(width: int, height: int, kw: Mapping) -> int:
+    """gemma3_mm.py::Gemma3ProcessingInfo.get_num_crops (vLLM 0.32)."""
+    if not kw["do_pan_and_scan"]:
+        return 0
+    min_crop, max_crops, ratio = kw["pan_and_scan_min_crop_size"], kw["pan_and_scan_max_num_crops"], \
+        kw["pan_and_scan_min_ratio_to_activate"]
+    if width >= height:
+        if width / height < ratio:
+            return 0
+        nw, nh = min(max_crops, max(2, min(int(math.floor(width / min_crop)), int(math.floor(width / height + 0.5))))), 1
+    else:
+        if height / width < ratio:
+            return 0
+        nw, nh = 1, min(max_crops, max(2, min(int(math.floor(height / min_crop)), int(math.floor(height / width + 0.5)))))
+    if min(int(math.ceil(width / nw)), int(math.ceil(height / nh))) < min_crop:
+        return 0
+    return nw * nh
+
+
 def _gemma3(ctx: _Ctx, seq_len: int, counts: Mapping[str, int]) -> dict[str, MMItem]:
     """Gemma 3 (gemma3_mm.py): (crops + 1) x mm_tokens_per_image per image, crops only with do_pan_and_scan
     (Gemma3ProcessingInfo.get_num_image_tokens; pan and scan off by default); each crop is one SigLIP pass at
-    the tower's image_size, pooled to mm_tokens_per_image."""
+    the tower's image_size, pooled to mm_tokens_per_image.
+
+    The pan-and-scan settings are the processor's merged images_kwargs (processor._merge_kwargs): the
+    Gemma3ProcessorKwargs defaults under --mm-processor-kwargs. The defaults name all four keys, so the image
+    processor's own values (preprocessor_config.json) never reach the count (get_num_crops reads them only
+    as the fallback of images_kwargs.get). The dummy image is image_size wide and image_size x max crops tall
+    (get_image_size_with_most_features)."""
     if counts.get("image", 0) <= 0:
         return {}
     vc = ctx.sub("vision_config")
-    kw = dict(ctx.processor or {})
-    kw.update({k: v for k, v in ctx.kwargs.items() if k != "images_kwargs"})
+    kw = dict(GEMMA3_PAN_AND_SCAN)
+    kw.update({k: v for k, v in ctx.kwargs.items() if k in GEMMA3_PAN_AND_SCAN})
     if isinstance(ctx.kwargs.get("images_kwargs"), Mapping):
-        kw.update(ctx.kwargs["images_kwargs"])
-    ctx.read_keys |= {"do_pan_and_scan", "pan_and_scan_max_num_crops", "pan_and_scan_min_crop_size",
-                      "pan_and_scan_min_ratio_to_activate", "images_kwargs"}
-    ctx.sizes_from_kwargs = _kwargs_give(ctx.kwargs, ("do_pan_and_scan", "pan_and_scan_max_num_crops",
-                                                      "pan_and_scan_min_crop_size"))
-    crops = 0
-    if kw.get("do_pan_and_scan"):
-        s = _i(vc, "image_size", default=896)
-        k = _i(kw, "pan_and_scan_max_num_crops", default=0)
-        min_crop = _i(kw, "pan_and_scan_min_crop_size", default=1)
-        if not k:
-            _note(ctx, "Gemma 3 pan and scan: pan_and_scan_max_num_crops unknown (no processor file); "
-                             "counted without crops")
-        else:
-            # the dummy image is image_size x (image_size x max crops) (get_image_size_with_most_features)
-            crops = min(k, int(s * k // min_crop), int(math.floor(k + 0.5)))
-            crops = crops if crops > 1 else 0
-    ctx.sizes = (f"pan and scan on ({crops} crops + the whole image)" if kw.get("do_pan_and_scan")
-                 else "pan and scan off")
+        kw.update({k: v for k, v in ctx.kwargs["images_kwargs"].items() if k in GEMMA3_PAN_AND_SCAN})
+    ctx.read_keys |= set(GEMMA3_PAN_AND_SCAN) | {"images_kwargs"}
+    s = _i(vc, "image_size", default=896)
+    crops = _gemma3_crops(s, s * int(kw["pan_and_scan_max_num_crops"]), kw)
+    if _kwargs_give(ctx.kwargs, tuple(GEMMA3_PAN_AND_SCAN)):
+        ctx.sizes = (f"pan and scan on, {crops} crops + the whole image" if kw["do_pan_and_scan"]
+                     else "pan and scan off")
+        ctx.size_source = ("--mm-processor-kwargs over transformers' Gemma3ProcessorKwargs defaults (the "
+                           "processor files' pan-and-scan values do not reach vLLM's count)")
     per = _i(ctx.config, "mm_tokens_per_image", default=256)
-    s, p = _i(vc, "image_size", default=896), _i(vc, "patch_size", default=14)
+    p = _i(vc, "patch_size", default=14)
     tower = Tower("SigLIP ViT", _i(vc, "num_hidden_layers", default=27), _i(vc, "hidden_size", default=1152),
                   _i(vc, "intermediate_size", default=4304), "plain", "prenorm", False,
                   _i(vc, "num_channels", default=3) * p * p)
