@@ -27,6 +27,7 @@ from ..plan.evaluate import Model
 from ..plan.goals import Goals, parse_headroom
 from ..settings import Settings
 from ..sources.model import read_text_file
+from ..sources.processor import pick as pick_processors
 from ..sources.resolve import resolve
 from ..units import GiB
 
@@ -114,7 +115,9 @@ def load_model(ref: str, revision: str | None, offline: bool, hf_overrides: str 
     if hf_overrides:
         config = apply_hf_overrides(config, json.loads(hf_overrides))
     arch = normalize(config, hf_quant_config=src.hf_quant_config)
-    return Model(src.id, src.source, src.detail, arch, src.inventory, src.config), note
+    procs = pick_processors(src.processors)
+    return Model(src.id, src.source, src.detail, arch, src.inventory, src.config, procs.image, procs.video,
+                 procs.origin), note
 
 
 def with_draft(m: Model, settings: Settings, offline: bool) -> Model:
@@ -122,7 +125,7 @@ def with_draft(m: Model, settings: Settings, offline: bool) -> Model:
     if settings.speculative_method not in F.DRAFT_MODEL_METHODS or not settings.speculative_model:
         return m
     draft, _ = load_model(settings.speculative_model, None, offline)
-    return Model(m.id, m.source, m.detail, m.arch.with_draft(draft.arch.layers), m.inventory, m.config)
+    return replace(m, arch=m.arch.with_draft(draft.arch.layers))
 
 
 # --- the GPU ---------------------------------------------------------------------------------------------

@@ -37,11 +37,14 @@ for each family below and are tested against hand derivations. The bytes are an 
 activation peak is counted from the tensors its vLLM forward keeps alive at once per encoder position
 (`_per_position_bytes`), and the outputs as rows x width x dtype. No real-GPU log of a V1 multimodal launch
 with a known GPU is in the calibration set, so the estimate is not calibrated (the accuracy benchmark says
-so). Item sizes depend on the model's processor files (preprocessor_config.json,
-video_preprocessor_config.json), which config.json does not carry: without them kvfit uses the processor
-class's defaults (transformers 5.19, as installed with vLLM 0.32), exactly as vLLM does when the files are
-absent, and says so; --mm-processor-kwargs (max_pixels, min_pixels, size, images_kwargs / videos_kwargs,
-do_pan_and_scan, max_patches) overrides them as vLLM does.
+so). Item sizes depend on the model's processor files (processor_config.json, preprocessor_config.json,
+video_preprocessor_config.json), which config.json does not carry: the caller passes the image and video
+processor settings transformers builds from them (sources/processor.py reads them as JSON from the model
+directory, the HF cache, the Hub or the bundled catalog); without them kvfit uses the processor class's
+defaults (transformers 5.19, as installed with vLLM 0.32), which can be far smaller than a real repo's (Qwen-VL
+repos set max_pixels 12,845,056; the class default is 1,003,520), and says so. --mm-processor-kwargs (max_pixels,
+min_pixels, size, images_kwargs / videos_kwargs, do_pan_and_scan, max_patches) overrides them as vLLM does.
+One note says which sizes were used and where they came from.
 """
 
 from __future__ import annotations
@@ -301,6 +304,10 @@ class _Ctx:
     options: Mapping[str, Mapping[str, int]]
     notes: list[str]
     read_keys: set[str] = field(default_factory=set)
+    origin: str | None = None            # where processor / video_processor came from, or why there are none
+    sizes: str = ""                      # the processor sizes the family's sizer used (for the source note)
+    sizes_from_kwargs: bool = False      # --mm-processor-kwargs changed them
+    size_source: str | None = None       # where the sizes came from, when not the processor files (Gemma 3)
 
     def sub(self, key: str) -> dict:
         for c in (self.config, self.config.get("thinker_config") or {}):
@@ -313,6 +320,31 @@ class _Ctx:
 def _note(ctx: _Ctx, text: str) -> None:
     if text not in ctx.notes:
         ctx.notes.append(text)
+
+
+def _kwargs_give(kw: Mapping, keys: tuple[str, ...]) -> bool:
+    """--mm-processor-kwargs set one of `keys`, flat or scoped (images_kwargs / videos_kwargs)."""
+    return any(k in kw for k in keys) or any(
+        isinstance(kw.get(s), Mapping) and any(k in kw[s] for k in keys) for s in ("images_kwargs", "videos_kwargs"))
+
+
+def _source_note(ctx: _Ctx, name: str) -> None:
+    """One note: the processor sizes the profile used and where they came from (the model's processor files,
+    the class defaults, --mm-processor-kwargs over either)."""
+    if not ctx.sizes:
+        return                                   # the family's items do not depend on the processor
+    if ctx.size_source:
+        _note(ctx, f"{name} processor sizes: {ctx.sizes} ({ctx.size_source})")
+        return
+    if ctx.processor is not None or ctx.video_processor is not None:
+        src = f"from {ctx.origin or 'the processor files given'}"
+    else:
+        src = (f"the processor class defaults: {ctx.origin or 'kvfit has none of the model processor files'}; "
+               "the repo's processor file may allow larger items than these, so the real launch's profile may be "
+               "larger (give its sizes with --mm-processor-kwargs)")
+    if ctx.sizes_from_kwargs:
+        src = f"--mm-processor-kwargs over {src.removeprefix('from ')}"
+    _note(ctx, f"{name} processor sizes: {ctx.sizes} ({src})")
 
 
 def _i(d: Mapping, *keys: str, default: int = 0) -> int:
@@ -340,15 +372,8 @@ def _qwen_sizes(ctx: _Ctx, video_default: Mapping) -> tuple[dict, dict, dict]:
     vscoped = kw.get("videos_kwargs") if isinstance(kw.get("videos_kwargs"), Mapping) else None
     video_count = _size_of(img_base, vscoped)
     video_proc = _size_of(vid_base, vscoped)
-    if ctx.processor is None:
-        given = any(k in kw for k in ("max_pixels", "size")) or any(
-            isinstance(kw.get(s), Mapping) and any(k in kw[s] for k in ("max_pixels", "size"))
-            for s in ("images_kwargs", "videos_kwargs"))
-        src = "--mm-processor-kwargs over the processor class defaults" if given else \
-            "processor class defaults: kvfit does not have the model's preprocessor_config.json, which may " \
-            "allow larger items; give its max_pixels with --mm-processor-kwargs '{\"max_pixels\": N}'"
-        _note(ctx, f"Qwen-VL item sizes: image max_pixels {image['longest_edge']:,}, video "
-                   f"{video_proc['longest_edge']:,} ({src})")
+    ctx.sizes = f"image max_pixels {image['longest_edge']:,}, video max_pixels {video_proc['longest_edge']:,}"
+    ctx.sizes_from_kwargs = _kwargs_give(kw, ("min_pixels", "max_pixels", "size"))
     return image, video_count, video_proc
 
 
@@ -567,33 +592,57 @@ def _llava_next(ctx: _Ctx, seq_len: int, counts: Mapping[str, int]) -> dict[str,
                             f"{best_hw[1]}x{best_hw[0]} image ({tiles} tiles), {best:,} tokens")}
 
 
+# transformers/models/gemma3/processing_gemma3.py Gemma3ProcessorKwargs._defaults["images_kwargs"] (5.19)
+GEMMA3_PAN_AND_SCAN = {"do_pan_and_scan": False, "pan_and_scan_min_crop_size": 256, "pan_and_scan_max_num_crops": 4,
+                       "pan_and_scan_min_ratio_to_activate": 1.2}
+
+
+def _gemma3_crops(width: int, height: int, kw: Mapping) -> int:
+    """gemma3_mm.py::Gemma3ProcessingInfo.get_num_crops (vLLM 0.32)."""
+    if not kw["do_pan_and_scan"]:
+        return 0
+    min_crop, max_crops, ratio = kw["pan_and_scan_min_crop_size"], kw["pan_and_scan_max_num_crops"], \
+        kw["pan_and_scan_min_ratio_to_activate"]
+    if width >= height:
+        if width / height < ratio:
+            return 0
+        nw, nh = min(max_crops, max(2, min(int(math.floor(width / min_crop)), int(math.floor(width / height + 0.5))))), 1
+    else:
+        if height / width < ratio:
+            return 0
+        nw, nh = 1, min(max_crops, max(2, min(int(math.floor(height / min_crop)), int(math.floor(height / width + 0.5)))))
+    if min(int(math.ceil(width / nw)), int(math.ceil(height / nh))) < min_crop:
+        return 0
+    return nw * nh
+
+
 def _gemma3(ctx: _Ctx, seq_len: int, counts: Mapping[str, int]) -> dict[str, MMItem]:
     """Gemma 3 (gemma3_mm.py): (crops + 1) x mm_tokens_per_image per image, crops only with do_pan_and_scan
     (Gemma3ProcessingInfo.get_num_image_tokens; pan and scan off by default); each crop is one SigLIP pass at
-    the tower's image_size, pooled to mm_tokens_per_image."""
+    the tower's image_size, pooled to mm_tokens_per_image.
+
+    The pan-and-scan settings are the processor's merged images_kwargs (processor._merge_kwargs): the
+    Gemma3ProcessorKwargs defaults under --mm-processor-kwargs. The defaults name all four keys, so the image
+    processor's own values (preprocessor_config.json) never reach the count (get_num_crops reads them only
+    as the fallback of images_kwargs.get). The dummy image is image_size wide and image_size x max crops tall
+    (get_image_size_with_most_features)."""
     if counts.get("image", 0) <= 0:
         return {}
     vc = ctx.sub("vision_config")
-    kw = dict(ctx.processor or {})
-    kw.update({k: v for k, v in ctx.kwargs.items() if k != "images_kwargs"})
+    kw = dict(GEMMA3_PAN_AND_SCAN)
+    kw.update({k: v for k, v in ctx.kwargs.items() if k in GEMMA3_PAN_AND_SCAN})
     if isinstance(ctx.kwargs.get("images_kwargs"), Mapping):
-        kw.update(ctx.kwargs["images_kwargs"])
-    ctx.read_keys |= {"do_pan_and_scan", "pan_and_scan_max_num_crops", "pan_and_scan_min_crop_size",
-                      "pan_and_scan_min_ratio_to_activate", "images_kwargs"}
-    crops = 0
-    if kw.get("do_pan_and_scan"):
-        s = _i(vc, "image_size", default=896)
-        k = _i(kw, "pan_and_scan_max_num_crops", default=0)
-        min_crop = _i(kw, "pan_and_scan_min_crop_size", default=1)
-        if not k:
-            _note(ctx, "Gemma 3 pan and scan: pan_and_scan_max_num_crops unknown (no processor file); "
-                             "counted without crops")
-        else:
-            # the dummy image is image_size x (image_size x max crops) (get_image_size_with_most_features)
-            crops = min(k, int(s * k // min_crop), int(math.floor(k + 0.5)))
-            crops = crops if crops > 1 else 0
+        kw.update({k: v for k, v in ctx.kwargs["images_kwargs"].items() if k in GEMMA3_PAN_AND_SCAN})
+    ctx.read_keys |= set(GEMMA3_PAN_AND_SCAN) | {"images_kwargs"}
+    s = _i(vc, "image_size", default=896)
+    crops = _gemma3_crops(s, s * int(kw["pan_and_scan_max_num_crops"]), kw)
+    if _kwargs_give(ctx.kwargs, tuple(GEMMA3_PAN_AND_SCAN)):
+        ctx.sizes = (f"pan and scan on, {crops} crops + the whole image" if kw["do_pan_and_scan"]
+                     else "pan and scan off")
+        ctx.size_source = ("--mm-processor-kwargs over transformers' Gemma3ProcessorKwargs defaults (the "
+                           "processor files' pan-and-scan values do not reach vLLM's count)")
     per = _i(ctx.config, "mm_tokens_per_image", default=256)
-    s, p = _i(vc, "image_size", default=896), _i(vc, "patch_size", default=14)
+    p = _i(vc, "patch_size", default=14)
     tower = Tower("SigLIP ViT", _i(vc, "num_hidden_layers", default=27), _i(vc, "hidden_size", default=1152),
                   _i(vc, "intermediate_size", default=4304), "plain", "prenorm", False,
                   _i(vc, "num_channels", default=3) * p * p)
@@ -616,6 +665,7 @@ def _llama4(ctx: _Ctx, seq_len: int, counts: Mapping[str, int]) -> dict[str, MMI
         kw.update(ctx.kwargs["images_kwargs"])
     ctx.read_keys |= {"max_patches", "images_kwargs"}
     tiles = _i(kw, "max_patches", default=LLAMA4_MAX_PATCHES)
+    ctx.sizes, ctx.sizes_from_kwargs = f"max_patches {tiles}", _kwargs_give(ctx.kwargs, ("max_patches",))
     tiles = tiles + 1 if tiles > 1 else tiles
     s, p = _i(vc, "image_size", default=448), _i(vc, "patch_size", default=14)
     ratio = float(vc.get("pixel_shuffle_ratio", 0.5) or 0.5)
@@ -719,11 +769,15 @@ def encoder_profile(config: Mapping | None, *, profile, text_hidden: int, max_mo
                     limit_mm_per_prompt: str | Mapping | None = None,
                     mm_processor_kwargs: str | Mapping | None = None, skip_mm_profiling: bool = False,
                     chunked_prefill: bool = True, processor: Mapping | None = None,
-                    video_processor: Mapping | None = None) -> EncoderProfile | None:
+                    video_processor: Mapping | None = None,
+                    processor_origin: str | None = None) -> EncoderProfile | None:
     """vLLM's encoder profile for this launch, or None for a text-only model.
 
-    `processor` / `video_processor` are the model's preprocessor_config.json / video_preprocessor_config.json
-    when the caller has them (never fetched here); without them the processor class defaults apply."""
+    `processor` / `video_processor` are the settings of the model's image and video processors as
+    transformers reads them from the repository (sources/processor.py: processor_config.json,
+    preprocessor_config.json, video_preprocessor_config.json) when the caller has them (never fetched here);
+    without them the processor class defaults apply. `processor_origin` says where they came from (or why there
+    are none), for the note."""
     fam = family_of(config)
     if fam is None:
         return None
@@ -743,7 +797,7 @@ def encoder_profile(config: Mapping | None, *, profile, text_hidden: int, max_mo
             "(a floor; the real profile is larger)",))
     try:
         return _v1_or_v0(config, mt, rule, rel, limits, kwargs, notes, processor=processor,
-                         video_processor=video_processor, text_hidden=text_hidden, max_model_len=max_model_len,
+                         video_processor=video_processor, processor_origin=processor_origin, text_hidden=text_hidden, max_model_len=max_model_len,
                          max_num_batched_tokens=max_num_batched_tokens, max_num_seqs=max_num_seqs,
                          act_bytes=act_bytes, tp=tp, skip_mm_profiling=skip_mm_profiling,
                          chunked_prefill=chunked_prefill)
@@ -758,9 +812,10 @@ def encoder_profile(config: Mapping | None, *, profile, text_hidden: int, max_mo
 def _v1_or_v0(config: Mapping, mt: str, rule: MMRule, rel, limits: Limits, kwargs: dict, notes: list[str], *,
               processor, video_processor, text_hidden: int, max_model_len: int, max_num_batched_tokens: int,
               max_num_seqs: int, act_bytes: int, tp: int, skip_mm_profiling: bool,
-              chunked_prefill: bool) -> EncoderProfile:
+              chunked_prefill: bool, processor_origin: str | None = None) -> EncoderProfile:
     name, sizer, supported = _FAMILIES[mt]
-    ctx = _Ctx(config, text_hidden, rel, kwargs, processor, video_processor, limits.options, notes)
+    ctx = _Ctx(config, text_hidden, rel, kwargs, processor, video_processor, limits.options, notes,
+               origin=processor_origin)
     unknown = sorted(set(limits.counts) - set(supported))
     if unknown:
         notes.append(f"--limit-mm-per-prompt: {name} takes no {', '.join(unknown)} (ignored, as vLLM ignores it)")
@@ -792,6 +847,7 @@ def _v1_or_v0(config: Mapping, mt: str, rule: MMRule, rel, limits: Limits, kwarg
                "max_num_batched_tokens": max_num_batched_tokens}[rule.dummy_seq_len]
     dummy = sizer(ctx, seq_len, {modality: 1}).get(modality, item)
     _unread(ctx, kwargs, name)
+    _source_note(ctx, name)
     if skip_mm_profiling:
         return EncoderProfile(name, modality, tokens, budget, 0, notes=tuple(notes) + (
             "--skip-mm-profiling: vLLM profiles no encoder; its activations and cache come out of the KV "
@@ -839,6 +895,7 @@ def _v0(ctx: _Ctx, name: str, sizer, active: Mapping[str, int], *, max_model_len
         cache += k * it.embeds * it.out_dim * act_bytes
         parts.append(f"{k} {m} ({it.detail})")
     _unread(ctx, ctx.kwargs, name)
+    _source_note(ctx, name)
     ctx.notes.insert(0, f"V0 encoder profile ({name}): {seqs} dummy sequence(s) of {T // seqs:,} tokens carrying "
                         + ", ".join(parts))
     return EncoderProfile(name, max(dummy, key=lambda m: dummy[m].tokens) if dummy else None, 0, 0,

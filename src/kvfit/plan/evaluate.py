@@ -41,6 +41,11 @@ class Model:
     arch: ModelArch
     inventory: Inventory | None
     config: Mapping | None = field(default=None, compare=False, repr=False)   # config.json as read (no overrides)
+    # The image / video processor settings transformers builds from the repository's processor files
+    # (sources/processor.py; None: the class defaults), and where they came from or why there are none.
+    processor: Mapping | None = field(default=None, compare=False, repr=False)
+    video_processor: Mapping | None = field(default=None, compare=False, repr=False)
+    processor_origin: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -372,7 +377,8 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
                                limit_mm_per_prompt=settings.limit_mm_per_prompt,
                                mm_processor_kwargs=settings.mm_processor_kwargs,
                                skip_mm_profiling=settings.skip_mm_profiling,
-                               chunked_prefill=not arch.is_encoder_decoder))
+                               chunked_prefill=not arch.is_encoder_decoder, processor=model.processor,
+                               video_processor=model.video_processor, processor_origin=model.processor_origin))
     # CUDA graphs per release (profiles.cudagraph_rule): deducted before KV sizing only where vLLM
     # estimates and subtracts them; otherwise captured afterwards in what utilization leaves free.
     if cuda and cudagraph_rule(profile, env, enforce_eager=settings.enforce_eager).deducted:

@@ -1,4 +1,5 @@
-"""Models bundled with kvfit: config.json and parameter counts, so common ids work offline."""
+"""Models bundled with kvfit: config.json, parameter counts and (multimodal models) the processor files, so
+common ids work offline."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..memory.weights import Inventory
 from .model import ModelSource
+from .processor import ProcessorFiles
 
 DATA = Path(__file__).with_name("data") / "models"
 
@@ -42,7 +44,19 @@ def load(repo_id: str) -> ModelSource | None:
     params = entry.get("params") or {}
     inv = Inventory({k: int(v) for k, v in params.items()}, "catalog") if params else None
     return ModelSource(entry["id"], "catalog", f"bundled {f.name}", entry["config"],
-                       entry.get("hf_quant_config"), inv)
+                       entry.get("hf_quant_config"), inv, processors_of(entry))
+
+
+def processors_of(entry: dict) -> ProcessorFiles:
+    """The bundled copies of the model's processor files (`processor`: file name -> JSON object), and where
+    they were found (`processor_source`); none bundled: said why."""
+    files = entry.get("processor")
+    src = entry.get("processor_source") or {}
+    if isinstance(files, dict) and files:
+        commit = str(src.get("commit") or "")[:10]
+        return ProcessorFiles(dict(files), f"kvfit's bundled copy, from {src.get('repo')} @{commit}")
+    return ProcessorFiles({}, "kvfit's bundled catalog",
+                          f"no real copy of {entry['id']}'s processor files was found for kvfit's bundled catalog")
 
 
 def entries() -> list[dict]:

@@ -20,6 +20,7 @@ from ..errors import GatedModel, HubError, HubUnreachable, ModelNotFound
 from ..memory.weights import Inventory
 from . import paramcache
 from .model import ModelSource, read_json_file
+from .processor import NAMES, ProcessorFiles
 from .safetensors import vllm_skips
 
 
@@ -194,4 +195,34 @@ def load(repo_id: str, revision: str | None) -> ModelSource:
         if isinstance(err, HubError) and "gated" in err.message:
             raise err from e
         inventory = None
-    return ModelSource(repo_id, "hub", f"revision {revision or 'main'}", config, quant, inventory)
+    return ModelSource(repo_id, "hub", f"revision {revision or 'main'}", config, quant, inventory,
+                       _processor_files(repo_id, revision, config, deadline, Path(cfg_path).parent))
+
+
+def _processor_files(repo_id: str, revision: str | None, config: dict, deadline: float,
+                     snapshot: Path) -> ProcessorFiles | None:
+    """A multimodal model's processor files (sources/processor.py), downloaded into the HF cache beside
+    config.json under the same deadline; a file the repository does not have is normal. A text-only model
+    costs no request."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub import errors as E
+
+    from ..memory.encoder import family_of
+
+    if family_of(config) is None:
+        return None
+    where = f"the Hub, {repo_id} revision {revision or 'main'}"
+    files: dict[str, dict] = {}
+    for name in NAMES:
+        try:
+            path = _within(deadline, hf_hub_download, repo_id, name, revision=revision, etag_timeout=TIMEOUT_S)
+        except Exception as e:  # noqa: BLE001 - a missing file is normal; anything else is said, not fatal
+            if isinstance(e, E.EntryNotFoundError) and not isinstance(e, E.LocalEntryNotFoundError):
+                continue
+            err = _translate(e, repo_id, name)
+            if files:
+                return ProcessorFiles(files, f"{where}; {name} could not be read ({err.message})")
+            return ProcessorFiles({}, where, f"the processor files could not be read from the Hub ({err.message})")
+        files[name] = read_json_file(Path(path))
+    return ProcessorFiles(files, where, None if files else f"the repository has no processor file ({where})",
+                          repo_has_none=not files)

@@ -7,6 +7,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..memory.weights import Inventory
 from .model import ModelSource, read_json_file
+from .processor import read_dir
 from .safetensors import inventory_of_files, vllm_skips
 
 
@@ -49,5 +50,6 @@ def load(path: Path) -> ModelSource:
     else:
         cfg_path, directory = path, path.parent
     config = read_json_file(cfg_path)
+    # vLLM builds the processor from the same directory (transformers_utils/processor.py::get_processor)
     return ModelSource(str(path), "local", str(cfg_path), config, quant_config_in(directory),
-                       inventory_in(directory, config))
+                       inventory_in(directory, config), read_dir(directory))

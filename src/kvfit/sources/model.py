@@ -5,11 +5,26 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, KvfitError
 from ..memory.weights import Inventory
+
+
+@dataclass(frozen=True)
+class ProcessorFiles:
+    """The processor files of one model as a source found them (sources/processor.py reads and picks them)."""
+
+    files: Mapping[str, dict] = field(default_factory=dict)   # file name -> its JSON object (the ones found)
+    where: str = ""                 # where they were read ("/models/x", "the HF cache snapshot ...", ...)
+    missing: str | None = None      # none found: why, in words (None when some were found)
+    repo_has_none: bool = False     # the repository itself has none (a local directory, the Hub's answer)
+
+    @property
+    def found(self) -> bool:
+        return bool(self.files)
 
 
 @dataclass(frozen=True)
@@ -20,6 +35,7 @@ class ModelSource:
     config: dict
     hf_quant_config: dict | None
     inventory: Inventory | None
+    processors: ProcessorFiles | None = None   # the processor files found with config.json (sources/processor.py)
 
 
 def _reject_constant(name: str):

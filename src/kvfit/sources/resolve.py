@@ -10,6 +10,7 @@ read as JSON data.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import HubError, ModelNotFound
@@ -19,11 +20,16 @@ from .model import ModelSource
 def _with_bundled_params(src: ModelSource, bundled: ModelSource | None) -> ModelSource:
     """A cached snapshot holding config.json only (what `hf download ID config.json` or a
     Hub lookup leaves) or a Hub repo without safetensors metadata: the bundled parameter counts of the
-    same id beat an estimate from the architecture."""
-    if src.inventory is not None or bundled is None or bundled.inventory is None:
+    same id beat an estimate from the architecture; likewise the bundled processor files beat the class
+    defaults when the snapshot holds none (and the Hub did not say the repository has none)."""
+    if bundled is None:
         return src
-    return ModelSource(src.id, src.source, f"{src.detail}; parameter counts from the bundled catalog",
-                       src.config, src.hf_quant_config, bundled.inventory)
+    if (src.source == "hf-cache" and src.processors is not None and not src.processors.found
+            and not src.processors.repo_has_none and bundled.processors is not None and bundled.processors.found):
+        src = replace(src, processors=bundled.processors)
+    if src.inventory is not None or bundled.inventory is None:
+        return src
+    return replace(src, detail=f"{src.detail}; parameter counts from the bundled catalog", inventory=bundled.inventory)
 
 
 def offline_requested(offline_flag: bool) -> bool:
@@ -74,6 +80,5 @@ def resolve(ref: str, *, revision: str | None = None, offline: bool = False) -> 
         return bundled_params(hub.load(ref, revision))
     except HubError as e:
         if bundled is not None:
-            return ModelSource(bundled.id, bundled.source, f"{bundled.detail} (Hub unreachable: {e.message})",
-                               bundled.config, bundled.hf_quant_config, bundled.inventory)
+            return replace(bundled, detail=f"{bundled.detail} (Hub unreachable: {e.message})")
         raise
