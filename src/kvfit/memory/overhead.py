@@ -151,10 +151,13 @@ def estimate_cudagraph_bytes(profile, *, max_num_seqs: int, max_num_batched_toke
     return int(max(2 * (n - 1) * CUDAGRAPH_FLOOR_PER_GRAPH, n * max(1, layers_on_rank) * CUDAGRAPH_BYTES_PER_GRAPH_LAYER))
 
 
-def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int) -> int:
+def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int, moe_tp: int | None = None) -> int:
+    """moe_tp: the split of each expert's intermediate when data / expert parallelism changes it (DP x PCP x
+    TP ranks slice experts; 1 under expert parallel, whole experts: fused_moe/config.py FusedMoEConfig
+    intermediate_size_per_partition). Structural: no log calibrates the MoE caches under DP or EP."""
     h = arch.hidden_size
     if arch.num_experts and arch.experts_per_token:
-        n = (arch.moe_intermediate_size or arch.intermediate_size) / tp
+        n = (arch.moe_intermediate_size or arch.intermediate_size) / (moe_tp or tp)
         per_token = arch.experts_per_token * (3 * n + h) + 4 * h
     else:
         per_token = 3 * arch.intermediate_size / tp + 4 * h
@@ -178,7 +181,8 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
                       layers_on_rank: int, memory_formula: str = "v1", profile=None, device: str = "cuda",
                       compute_capability: tuple[int, int] | None = None, max_model_len: int = 0,
                       env=None, sm_count: int | None = None, num_speculative_tokens: int = 0,
-                      attention_backend: str | None = None, kv_lora_rank: int | None = None) -> Overhead:
+                      attention_backend: str | None = None, kv_lora_rank: int | None = None,
+                      moe_tp: int | None = None) -> Overhead:
     """Activation peak, CUDA-graph estimate and non-torch memory on one GPU, by the release's formula
     (memory.profiles.Profile.memory_formula).
 
@@ -193,7 +197,7 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
     t = max_num_batched_tokens
     v0 = memory_formula.startswith("v0")
     rows = max_num_seqs if v0 else min(max_num_seqs, t)
-    forward = forward_peak_bytes(arch, t, act_bytes, tp)
+    forward = forward_peak_bytes(arch, t, act_bytes, tp, moe_tp)
     per_logit = V0_SAMPLER_BYTES_PER_LOGIT if v0 else V1_SAMPLER_BYTES_PER_LOGIT
     if profile is not None and not v0:
         per_logit += P.sampler_warmup_bytes_per_logit(profile, device=device,

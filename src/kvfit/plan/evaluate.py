@@ -19,6 +19,7 @@ from ..kv import cpu_host
 from ..kv.capacity import Capacity, auto_fit, capacity, estimate_max_model_len
 from ..kv.layout import KVLayout, KVOptions, build_layout
 from ..kv.specs import RequestContext
+from ..memory import parallel as P
 from ..memory.overhead import CUDA_CONTEXT_BYTES, Overhead, estimate_overhead, is_multimodal
 from ..memory.profiles import (Profile, batch_defaults, max_len_refusal, mxfp4_moe_backend, resolve_batch,
                                rope_scaled_max_len, v0_batch, v0_chunked_prefill)
@@ -264,7 +265,8 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
                           max_in_flight_tokens=concurrent * r.max_num_batched_tokens,
                           extra_retained_tokens=max(0, lookahead - 1),
                           num_speculative_blocks=settings.num_speculative_tokens if method else 0,
-                          mamba_cache_mode=_mamba_cache_mode(arch, settings))
+                          mamba_cache_mode=_mamba_cache_mode(arch, settings),
+                          decode_context_parallel_size=settings.decode_context_parallel_size)
 
 
 def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int | None = None) -> KVOptions:
@@ -315,14 +317,16 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     lora = LoraSpec(settings.max_loras, settings.max_lora_rank) if settings.enable_lora else None
     mx = mxfp4_moe_backend(profile.version, gpu.compute_capability) if settings.device == "cuda" else None
+    moe = P.moe_share(arch, P.of(settings))        # DP / EP / PCP place the experts (memory/parallel.py)
     wb = weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora,
                            cpu_offload_bytes=int(settings.cpu_offload_gb * GiB),    # vLLM: int(gb * 1024**3)
-                           mxfp4_padding=mx.padding if mx else None)
+                           mxfp4_padding=mx.padding if mx else None, moe=moe)
     weights = wb.total
     ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
                            act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
                            cudagraph_counted=profile.cudagraph_estimate_subtracted,
-                           layers_on_rank=layout.layers_on_rank, memory_formula=profile.memory_formula)
+                           layers_on_rank=layout.layers_on_rank, memory_formula=profile.memory_formula,
+                           moe_tp=moe.moe_tp if moe is not None else None)
     # V1 0.15+: ceil(total x util) (v1/worker/utils.py::request_memory); before, and in V0, the float
     # product, whose fraction never changes a block count.
     requested = (math.ceil(gpu.total_bytes * r.gpu_memory_utilization) if profile.requested_ceil
@@ -370,8 +374,10 @@ def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Invent
 def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Result:
     settings = settings.validate()
     arch = model.arch
+    par = P.check(arch, settings)                  # what vLLM refuses about the layout over GPUs and nodes
     r = resolve(arch, settings, gpu, profile, model.config)
     layout = fullest_layout(arch, kv_options(r, settings, arch))
+    P.check_kv(par, layout.groups, layout.attention_block_size or layout.block_size, settings)
     inv, qnotes = loaded_inventory(model, settings, gpu)
     mem, _ = memory_budget(model, gpu, settings, profile, r, layout, inv)
     notes: list[str] = list(qnotes) + list(derived_length(arch, settings, profile, model.config)[3])
