@@ -145,7 +145,7 @@ def test_unknown_and_unmodelled_flags_are_refused_naming_the_flag(cmd, flag):
 
 
 def test_unmodelled_flags_at_vllms_default_change_nothing():
-    a = L.parse("vllm serve x/y --no-enable-eplb --skip-mm-profiling false --max-model-len 1024")
+    a = L.parse("vllm serve x/y --no-enable-eplb --no-enable-dbo --max-model-len 1024")
     assert L.read_values(a).values == {"max_model_len": 1024}
 
 

@@ -30,6 +30,31 @@ from ..units import GiB
 from ..settings import KV_CACHE_DTYPES, Settings
 
 
+# --- memoised pure steps ------------------------------------------------------------------------------
+# The planner probes the same model and GPU hundreds of times (binary searches over length and utilization,
+# alternatives), and a manifest checks the same models on many GPUs and layouts: the steps below are pure
+# functions of their arguments, remembered by the identity of the large objects (model, arch, config,
+# inventory; held by the cache, so an id is never reused while remembered) and the value of the rest.
+_MEMO: dict = {}
+_MEMO_MAX = 8192
+
+
+def _memo(kind: str, objs: tuple, key: tuple, compute):
+    k = (kind, *map(id, objs), key)
+    hit = _MEMO.get(k)
+    if hit is not None and (len(objs) == 1 and hit[0][0] is objs[0] or all(map(_same, hit[0], objs))):
+        return hit[1]
+    value = compute()
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[k] = (objs, value)
+    return value
+
+
+def _same(a, b) -> bool:
+    return a is b
+
+
 @dataclass(frozen=True)
 class Model:
     id: str
@@ -158,10 +183,12 @@ def derived_length(arch: ModelArch, settings: Settings, profile: Profile, config
     without the raw config, normalize's reading (0.32's rules)."""
     if config is None:
         return arch.derived_max_len, arch.derived_max_len_key, arch.default_max_len, ()
-    rl = rope_scaled_max_len(profile, config,
-                             hf_overrides=json.loads(settings.hf_overrides) if settings.hf_overrides else None,
-                             rope_scaling=json.loads(settings.rope_scaling) if settings.rope_scaling else None,
-                             rope_theta=settings.rope_theta)
+    rl = _memo("rope", (config,), (profile, settings.hf_overrides, settings.rope_scaling, settings.rope_theta),
+               lambda: rope_scaled_max_len(
+                   profile, config,
+                   hf_overrides=json.loads(settings.hf_overrides) if settings.hf_overrides else None,
+                   rope_scaling=json.loads(settings.rope_scaling) if settings.rope_scaling else None,
+                   rope_theta=settings.rope_theta))
     if rl.error:
         flag = "rope_scaling" if settings.rope_scaling else ("hf_overrides" if settings.hf_overrides else None)
         raise BadFlag(rl.error, flag=flag)
@@ -235,13 +262,14 @@ def _mamba_cache_mode(arch: ModelArch, settings: Settings) -> str:
     """models/config.py::MambaModelConfig: "align" when prefix caching is on, else "none". Prefix caching
     defaults on for decoders and hybrids, off for attention-free and encoder-decoder models
     (ModelConfig.is_prefix_caching_supported); CPU_MLA turns it off (kv.cpu_host.mla_disables_chunking)."""
+    attention_free, mamba = _memo("kinds", (arch,), (), lambda: (arch.is_attention_free, bool(arch.mamba_layers)))
     prefix = settings.enable_prefix_caching
     if prefix is None:
-        prefix = not arch.is_attention_free and not arch.is_encoder_decoder
+        prefix = not attention_free and not arch.is_encoder_decoder
     if settings.device == "cpu" and cpu_host.mla_disables_chunking(cpu_host.from_settings(settings),
                                                                    use_mla=arch.use_mla, model_type=arch.model_type):
         prefix = False
-    return "align" if prefix and arch.mamba_layers else "none"
+    return "align" if prefix and mamba else "none"
 
 
 def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: int | None = None) -> RequestContext:
@@ -305,7 +333,13 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
 def fullest_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
     """vLLM's groups for the whole model; each pipeline stage sizes its own blocks and the fewest win
     (layout.rank_bytes_per_block; bytes_per_block is the fullest stage's)."""
-    return build_layout(arch, opt)
+    # max_model_len shapes only the mamba block size (prefix caching off): without mamba layers it is not
+    # part of what is remembered
+    if _memo("kinds", (arch,), (), lambda: (arch.is_attention_free, bool(arch.mamba_layers)))[1]:
+        key = tuple(vars(opt).values())
+    else:
+        key = tuple(v for k, v in vars(opt).items() if k != "max_model_len")
+    return _memo("layout", (arch,), key, lambda: build_layout(arch, opt))
 
 
 # --- memory -------------------------------------------------------------------------------------
@@ -316,11 +350,14 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
     inv = inv or model.inventory or estimate_inventory(arch)
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     lora = LoraSpec(settings.max_loras, settings.max_lora_rank) if settings.enable_lora else None
-    mx = mxfp4_moe_backend(profile.version, gpu.compute_capability) if settings.device == "cuda" else None
+    mx = _memo("mxfp4", (), (profile.version, gpu.compute_capability),
+               lambda: mxfp4_moe_backend(profile.version, gpu.compute_capability)) if settings.device == "cuda" else None
     moe = P.moe_share(arch, P.of(settings))        # DP / EP / PCP place the experts (memory/parallel.py)
-    wb = weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora,
-                           cpu_offload_bytes=int(settings.cpu_offload_gb * GiB),    # vLLM: int(gb * 1024**3)
-                           mxfp4_padding=mx.padding if mx else None, moe=moe)
+    offload = int(settings.cpu_offload_gb * GiB)      # vLLM: int(gb * 1024**3)
+    pad = mx.padding if mx else None
+    wb = _memo("weights", (inv, arch), (r.model_dtype, tp, pp, lora, offload, pad, moe),
+               lambda: weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora, cpu_offload_bytes=offload,
+                                         mxfp4_padding=pad, moe=moe))
     weights = wb.total
     ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
                            act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
@@ -360,6 +397,11 @@ def v0_capacity(layout: KVLayout, ctx: RequestContext, available: int) -> Capaci
 def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Inventory, tuple[str, ...]]:
     """The weights the launch loads: the checkpoint's, or an online --quantization of them (checked against the
     checkpoint as vLLM checks it: memory/variants.py)."""
+    return _memo("inventory", (model,), (settings.quantization, settings.device, gpu.compute_capability, gpu.name),
+                 lambda: _loaded_inventory(model, settings, gpu))
+
+
+def _loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Inventory, tuple[str, ...]]:
     inv = model.inventory or estimate_inventory(model.arch)
     method = check_quantization(model.arch, settings.quantization, model.id)
     if settings.quantization is None or model.arch.quantization or method is None:
@@ -372,6 +414,7 @@ def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Invent
 
 
 def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Result:
+    """vLLM's numbers for one launch (pure; its steps are remembered, see _memo)."""
     settings = settings.validate()
     arch = model.arch
     par = P.check(arch, settings)                  # what vLLM refuses about the layout over GPUs and nodes
