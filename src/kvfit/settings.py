@@ -16,6 +16,21 @@ MAMBA_DTYPES = {"auto", "float32", "float16", "bfloat16"}      # config/cache.py
 _DTYPE_CANON = {"half": "float16", "float": "float32"}
 
 
+def replaced(obj, **changes):
+    """dataclasses.replace for the frozen dataclasses on the planner's hot path (no __post_init__, no
+    InitVar): a copy of the instance's fields with `changes`, without re-running __init__ field by field
+    (Settings has some 50 fields; the searches copy it tens of thousands of times in a long manifest)."""
+    fields = obj.__dataclass_fields__
+    for k in changes:
+        if k not in fields:
+            raise TypeError(f"{type(obj).__name__} has no field {k!r}")
+    new = object.__new__(type(obj))
+    d = new.__dict__
+    d.update(obj.__dict__)
+    d.update(changes)
+    return new
+
+
 @dataclass(frozen=True)
 class Settings:
     max_model_len: int | None = None            # None: derived; -1: auto-fit

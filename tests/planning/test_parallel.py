@@ -264,3 +264,18 @@ def test_rank_weights_by_hand_for_qwen3_235b_tp8_dp2_ep():
               + 40960 * 128 * 2)
     d = check(QWEN, "--gpu", "H100", "-tp", "8", "-dp", "2", "-ep")
     assert d["layout"]["ranks"][0]["weights_bytes"] == pytest.approx(expect, abs=4)
+
+
+def test_a_vllm_log_with_data_and_decode_context_parallel_is_read():
+    """vLLM 0.32 prints the engine config with data_parallel_size and decode_context_parallel_size
+    (config/vllm.py VllmConfig.__str__); `kvfit explain` re-checks with them."""
+    from kvfit.logs.parse import parse_log
+    from kvfit.logs.recheck import settings_from_log
+
+    line = ("INFO 05-01 10:00:00 [core.py:93] Initializing a V1 LLM engine (v0.32.0) with config: "
+            "model='deepseek-ai/DeepSeek-V3', speculative_config=None, tokenizer='deepseek-ai/DeepSeek-V3', "
+            "dtype=torch.bfloat16, max_seq_len=163840, tensor_parallel_size=8, pipeline_parallel_size=1, "
+            "data_parallel_size=2, decode_context_parallel_size=8, dcp_comm_backend=ag_rs, "
+            "quantization=fp8, enforce_eager=False, kv_cache_dtype=auto\n")
+    s = settings_from_log(parse_log(line))
+    assert (s.tensor_parallel_size, s.data_parallel_size, s.decode_context_parallel_size) == (8, 2, 8)

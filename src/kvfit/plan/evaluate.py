@@ -27,7 +27,7 @@ from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
                               weights_breakdown)
 from ..units import GiB
-from ..settings import KV_CACHE_DTYPES, Settings
+from ..settings import KV_CACHE_DTYPES, Settings, replaced
 
 
 # --- memoised pure steps ------------------------------------------------------------------------------
@@ -359,11 +359,15 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
                lambda: weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora, cpu_offload_bytes=offload,
                                          mxfp4_padding=pad, moe=moe))
     weights = wb.total
-    ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
-                           act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
-                           cudagraph_counted=profile.cudagraph_estimate_subtracted,
-                           layers_on_rank=layout.layers_on_rank, memory_formula=profile.memory_formula,
-                           moe_tp=moe.moe_tp if moe is not None else None)
+    moe_tp = moe.moe_tp if moe is not None else None
+    ov = _memo("overhead", (arch,), (r.max_num_batched_tokens, r.max_num_seqs, r.model_dtype, tp,
+                                     settings.enforce_eager, profile.cudagraph_estimate_subtracted,
+                                     layout.layers_on_rank, profile.memory_formula, moe_tp),
+               lambda: estimate_overhead(
+                   arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
+                   act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
+                   cudagraph_counted=profile.cudagraph_estimate_subtracted, layers_on_rank=layout.layers_on_rank,
+                   memory_formula=profile.memory_formula, moe_tp=moe_tp))
     # V1 0.15+: ceil(total x util) (v1/worker/utils.py::request_memory); before, and in V0, the float
     # product, whose fraction never changes a block count.
     requested = (math.ceil(gpu.total_bytes * r.gpu_memory_utilization) if profile.requested_ceil
@@ -445,7 +449,7 @@ def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Re
         cap = v0_capacity(layout, ctx, mem.kv_available_bytes)
     else:
         cap = capacity(layout, ctx, mem.kv_available_bytes, settings.num_gpu_blocks_override)
-    mem = replace(mem, kv_cache_bytes=cap.kv_cache_bytes)
+    mem = replaced(mem, kv_cache_bytes=cap.kv_cache_bytes)
 
     reasons: list[str] = []
     startup_ok = True
