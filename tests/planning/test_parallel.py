@@ -279,3 +279,36 @@ def test_a_vllm_log_with_data_and_decode_context_parallel_is_read():
             "quantization=fp8, enforce_eager=False, kv_cache_dtype=auto\n")
     s = settings_from_log(parse_log(line))
     assert (s.tensor_parallel_size, s.data_parallel_size, s.decode_context_parallel_size) == (8, 2, 8)
+
+
+# --- planning across a cluster (app/cluster.py, plan/cluster.py) -----------------------------------------
+
+def test_cluster_plan_gives_the_smallest_layouts_each_rechecked_from_its_printed_launch():
+    goals = ["--context", "32768", "--concurrency", "64"]
+    r = invoke(["check", DSV3, "--gpu", "H100", "--gpu-count", "16", "--cluster", *goals, "--offline", "--json"])
+    assert r.rc == 0, r
+    lays = r.json["layouts"]
+    assert lays and [x["gpus"] for x in lays] == sorted(x["gpus"] for x in lays)
+    for lay in lays:
+        assert lay["gpus"] <= 16 and len(lay["launches"]) == lay["nodes"]
+        if lay["nodes"] > 1:
+            assert "--headless" in lay["launches"][1] and "--node-rank 1" in lay["launches"][1]
+        # the printed launch, pasted back, meets the goals with the same numbers
+        again = invoke(["check", "--gpu", "H100", *goals, "--offline", "--json", "--",
+                        *lay["launches"][0].split()])
+        assert again.rc == 0, again
+        assert again.json["capacity"] == lay["result"]["capacity"]
+        assert again.json["layout"]["gpus"] == lay["gpus"]
+    # the first is the fewest data-parallel engines of its shape: one engine less does not meet the goals
+    v = L.read_values(L.parse(lays[0]["launches"][0])).values
+    if v.get("data_parallel_size", 1) > 1:
+        fewer = ["-tp", v.get("tensor_parallel_size", 1), "-pp", v.get("pipeline_parallel_size", 1),
+                 "-dp", v["data_parallel_size"] - 1, "-dcp", v.get("decode_context_parallel_size", 1)]
+        fewer += ["-ep"] if v.get("enable_expert_parallel") else []
+        r2 = invoke(["check", DSV3, "--gpu", "H100", *goals, *fewer, "--offline", "--json"])
+        assert r2.rc == 1 and r2.json["verdict"]["fits"] is False
+
+
+def test_cluster_plan_needs_a_gpu_count():
+    r = invoke(["check", QWEN, "--gpu", "H100", "--cluster", "--offline"])
+    assert r.rc == 2 and "--gpu-count" in r.err
