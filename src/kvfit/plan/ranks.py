@@ -95,7 +95,6 @@ def deployment(res) -> Deployment:
     p = P.of(res.settings)
     mem, lay, cap = res.memory, res.layout, res.capacity
     arch = res.model.arch
-    ep_classes: dict[int, tuple[int, ...]] = {}        # experts held -> weights per stage
 
     def experts_of(ep_rank: int) -> int | None:
         return P.local_experts(arch.num_experts, p.moe_group, ep_rank) if p.use_ep else None
