@@ -188,6 +188,10 @@ SAMPLES = {
     "cpu_isa": "amx", "revision": "main", "offline": True, "context": "16384", "concurrency": "4",
     "max_vram": "20GiB", "headroom": "1GiB",
     "limit_mm_per_prompt": '{"image": 0}', "skip_mm_profiling": True, "mm_processor_kwargs": '{"max_pixels": 1000000}',
+    "data_parallel_size": "2", "data_parallel_size_local": "1", "data_parallel_start_rank": "1", "nnodes": "2",
+    "node_rank": "1", "gpus_per_node": "4", "distributed_executor_backend": "ray", "enable_expert_parallel": True,
+    "decode_context_parallel_size": "2", "dcp_kv_cache_interleave_size": "16",
+    "prefill_context_parallel_size": "2", "cp_kv_cache_interleave_size": "16",
 }
 
 

@@ -16,6 +16,21 @@ MAMBA_DTYPES = {"auto", "float32", "float16", "bfloat16"}      # config/cache.py
 _DTYPE_CANON = {"half": "float16", "float": "float32"}
 
 
+def replaced(obj, **changes):
+    """dataclasses.replace for the frozen dataclasses on the planner's hot path (no __post_init__, no
+    InitVar): a copy of the instance's fields with `changes`, without re-running __init__ field by field
+    (Settings has some 50 fields; the searches copy it tens of thousands of times in a long manifest)."""
+    fields = obj.__dataclass_fields__
+    for k in changes:
+        if k not in fields:
+            raise TypeError(f"{type(obj).__name__} has no field {k!r}")
+    new = object.__new__(type(obj))
+    d = new.__dict__
+    d.update(obj.__dict__)
+    d.update(changes)
+    return new
+
+
 @dataclass(frozen=True)
 class Settings:
     max_model_len: int | None = None            # None: derived; -1: auto-fit
@@ -56,6 +71,20 @@ class Settings:
     mm_processor_kwargs: str | None = None      # --mm-processor-kwargs as canonical JSON text
     skip_mm_profiling: bool = False             # --skip-mm-profiling (V1, 0.10.1+)
     vllm_env: tuple[tuple[str, str], ...] = ()  # the VLLM_* variables the launch runs with (sorted)
+    # Across GPUs and nodes (issue 16): vLLM's flag names, defaults as in 0.32 (config/parallel.py,
+    # engine/arg_utils.py); what they change is memory/parallel.py.
+    data_parallel_size: int = 1                 # --data-parallel-size: engine replicas (each with its own KV)
+    data_parallel_size_local: int | None = None  # --data-parallel-size-local: replicas this node starts
+    data_parallel_start_rank: int | None = None  # --data-parallel-start-rank: the first replica on this node
+    enable_expert_parallel: bool = False        # --enable-expert-parallel: whole experts per rank
+    decode_context_parallel_size: int = 1       # --decode-context-parallel-size: KV tokens sharded
+    dcp_kv_cache_interleave_size: int = 1       # --dcp-kv-cache-interleave-size
+    cp_kv_cache_interleave_size: int = 1        # --cp-kv-cache-interleave-size
+    prefill_context_parallel_size: int = 1      # --prefill-context-parallel-size
+    nnodes: int = 1                             # --nnodes: vLLM's own multi-node launcher
+    node_rank: int = 0                          # --node-rank
+    distributed_executor_backend: str | None = None   # --distributed-executor-backend (mp, ray, uni, ...)
+    gpus_per_node: int | None = None            # kvfit's own: GPUs in one node (None: 8, said in a note)
 
     def validate(self) -> "Settings":
         if self.gpu_memory_utilization is not None:
@@ -63,7 +92,9 @@ class Settings:
             if not (0 < u <= 1):
                 raise BadInput(f"--gpu-memory-utilization must be in (0, 1], got {u}",
                                "It is the fraction of the GPU's total memory vLLM may use, e.g. 0.9.")
-        for name in ("tensor_parallel_size", "pipeline_parallel_size"):
+        for name in ("tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
+                     "decode_context_parallel_size", "prefill_context_parallel_size", "nnodes",
+                     "dcp_kv_cache_interleave_size", "cp_kv_cache_interleave_size"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise BadInput(f"--{name.replace('_', '-')} must be a whole number >= 1, got {v!r}")

@@ -166,6 +166,8 @@ CASES: list[Case] = [
     # --- parallelism (several workers: slower) --------------------------------------------------
     Case("qwen3_next-tp2", "qwen3_next_hybrid", 3000, OK, {"tensor_parallel_size": 2}, MULTIPROC,
          why="KV heads and GDN state split over 2 ranks"),
+    Case("qwen3_next-tp2-ep", "qwen3_next_hybrid", 3000, OK, {"tensor_parallel_size": 2, "enable_expert_parallel": True},
+         MULTIPROC, why="expert parallel over 2 ranks (2 of 4 experts each): KV as TP 2"),
     Case("gemma3-pp2", "gemma3_pattern_padding", 3000, OK, {"pipeline_parallel_size": 2}, MULTIPROC,
          why="groups projected on 2 stages"),
 ]

@@ -188,3 +188,16 @@ def test_offload_split_that_overflows_is_a_config_error(layer_bytes, budget):
     arch = SimpleNamespace(hidden_size=1, attention_layers=[], num_experts=0)
     with pytest.raises(ConfigError):
         _offload_split(layer_bytes, 4, budget, arch, 1)
+
+
+@pytest.mark.parametrize("method", [False, True, 0, ["fp8"], {"x": 1}])
+def test_quant_method_that_is_not_a_string_is_a_config_error(env, method):
+    """quantization_config.quant_method: false crashed check_quantization (AttributeError: .lower()) and put
+    `"quantization": false` in the JSON; vLLM calls .lower() on it too. Exit 2 with the field named."""
+    root, _, _ = env
+    e = config_error(with_(LLAMA, quantization_config={"quant_method": method}))
+    assert "quant_method" in e.message
+    d = model_dir(root, with_(LLAMA, quantization_config={"quant_method": method}), "qm")
+    o = run_entry(["check", str(d), "--gpu", "RTX 3090"])
+    assert_contract(o)
+    assert o.code == 2 and "quant_method" in o.err

@@ -133,9 +133,9 @@ def test_flags_without_memory_effect_pass_through_untouched():
 @pytest.mark.parametrize("cmd,flag", [
     ("vllm serve x/y --my-plugin-flag on", "--my-plugin-flag"),             # vLLM would refuse it too
     ("vllm serve x/y --mm-encoder-tp-mode data", "--mm-encoder-tp-mode"),
-    ("vllm serve x/y --data-parallel-size 2", "--data-parallel-size"),
+    ("vllm serve x/y --kv-offloading-size 8", "--kv-offloading-size"),
     ("vllm serve x/y --compilation-config '{\"cudagraph_mode\": \"NONE\"}'", "--compilation-config"),
-    ("vllm serve x/y --enable-expert-parallel", "--enable-expert-parallel"),
+    ("vllm serve x/y --enable-eplb", "--enable-eplb"),
 ])
 def test_unknown_and_unmodelled_flags_are_refused_naming_the_flag(cmd, flag):
     """One a kvfit does not model is refused with exit 2 naming it, never dropped (issue 11)."""
@@ -145,7 +145,7 @@ def test_unknown_and_unmodelled_flags_are_refused_naming_the_flag(cmd, flag):
 
 
 def test_unmodelled_flags_at_vllms_default_change_nothing():
-    a = L.parse("vllm serve x/y --data-parallel-size 1 --no-enable-expert-parallel --max-model-len 1024")
+    a = L.parse("vllm serve x/y --no-enable-eplb --no-enable-dbo --max-model-len 1024")
     assert L.read_values(a).values == {"max_model_len": 1024}
 
 

@@ -95,6 +95,8 @@ def corrected_launch(facts: LogFacts, settings: Settings, fix: Fix | None) -> L.
                     kv_cache_memory_bytes=settings.kv_cache_memory_bytes,
                     tensor_parallel_size=settings.tensor_parallel_size,
                     pipeline_parallel_size=settings.pipeline_parallel_size, kv_cache_dtype=settings.kv_cache_dtype,
+                    data_parallel_size=settings.data_parallel_size,
+                    decode_context_parallel_size=settings.decode_context_parallel_size,
                     enforce_eager=settings.enforce_eager, device=settings.device)
     base = L.compose(facts.model or "MODEL", keep)
     if settings.device == "cuda" and facts.gpu_memory_utilization is not None and settings.kv_cache_memory_bytes is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
@@ -95,10 +97,44 @@ def apply_hf_overrides(config: dict, overrides: dict) -> dict:
     return out
 
 
+_LOADED: ContextVar[dict | None] = ContextVar("kvfit_loaded_models", default=None)
+
+
+@contextmanager
+def models_remembered():
+    """Within this block (one manifest run), a model asked for again is the one loaded before: its config is
+    read and normalized once, and the evaluation's memo (plan/evaluate.py) recognizes it."""
+    token = _LOADED.set({})
+    try:
+        yield
+    finally:
+        _LOADED.reset(token)
+
+
+def _installed_version() -> str | None:
+    memo = _LOADED.get()
+    if memo is None:
+        return installed_vllm_version()
+    if ("vllm",) not in memo:
+        memo[("vllm",)] = installed_vllm_version()
+    return memo[("vllm",)]
+
+
 def load_model(ref: str, revision: str | None, offline: bool, hf_overrides: str | None = None
                ) -> tuple[Model, str | None]:
     """The model, and a note when a container path was checked against the bundled entry of its last two
     parts (/models/meta-llama/Llama-3.1-8B-Instruct)."""
+    memo = _LOADED.get()
+    if memo is None:
+        return _load_model(ref, revision, offline, hf_overrides)
+    key = (ref, revision, offline, hf_overrides)
+    if key not in memo:
+        memo[key] = _load_model(ref, revision, offline, hf_overrides)
+    return memo[key]
+
+
+def _load_model(ref: str, revision: str | None, offline: bool, hf_overrides: str | None = None
+                ) -> tuple[Model, str | None]:
     note = None
     try:
         src = resolve(ref, revision=revision, offline=offline)
@@ -295,7 +331,7 @@ def build(req: Request) -> Inputs:
         settings, cpu_notes = cpu_kv_budget(settings, env)
         notes += cpu_notes
     settings = settings.validate()
-    version = values.get("vllm_version") or installed_vllm_version() or CURRENT_VERSION
+    version = values.get("vllm_version") or _installed_version() or CURRENT_VERSION
     profile = profile_for(version)
     if profile.warning:
         warnings.append(profile.warning)

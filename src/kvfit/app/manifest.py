@@ -38,7 +38,7 @@ from ..errors import BadFlag, BadInput, ConfigError, GpuError, HubError, KvfitEr
 from ..flags import BY_DEST
 from ..sources.model import read_text_file
 from .check import answer
-from .inputs import Request, parse_values
+from .inputs import Request, models_remembered, parse_values
 
 # fields beside the flag table's: name -> accepted TOML types
 OWN_FIELDS: dict[str, tuple[type, ...]] = {"name": (str,), "description": (str,), "model": (str,), "launch": (str,),
@@ -173,62 +173,162 @@ def request_for(e: dict, gpu: str | None, base: Path, offline: bool) -> Request:
     return Request(model=e.get("model"), launch=launch, launch_dir=launch_dir or base, values=values)
 
 
-def run_entries(path: str, *, offline: bool = False) -> dict:
-    """Check every entry on every GPU it names. Raises ManifestError (exit 2) for a wrong manifest."""
-    from ..render.json import gpu_answer_dict
+# A long manifest is checked by worker processes, one per CPU this process may use (the entries are
+# independent; each worker remembers the models it loaded). KVFIT_MANIFEST_WORKERS=N sets the count (1: none).
+PARALLEL_FROM = 200          # entries (GPU checks) from which workers pay for their start
+CHUNK = 25                   # entries a worker takes at a time (results come back in manifest order)
 
+
+def _workers(checks: int) -> int:
+    env = os.environ.get("KVFIT_MANIFEST_WORKERS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    if checks < PARALLEL_FROM:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, 8))
+
+
+def run_entries(path: str, *, offline: bool = False, progress=None) -> dict:
+    """Check every entry on every GPU it names. Raises ManifestError (exit 2) for a wrong manifest.
+    `progress(done, total)` is called as GPU checks finish."""
     entries, _, base = load(path)
-    results = []
-    for e in entries:
-        gpus = e.get("gpus") or [e.get("gpu")]
-        for gpu in gpus:
-            t0 = time.perf_counter()
-            try:
-                a = answer(request_for(e, gpu, base, offline))
-                if a.table:
-                    raise GpuError("no GPU named")
-            except ManifestError:
-                raise
-            except KvfitError as ex:
-                raise ManifestError(f"{e['where']}: field {_field_of(e, ex)!r}: {ex.message}", ex.hint) from None
-            g = a.per_gpu[0]
-            pl = g.plan
-            as_given = pl.as_given
-            form = a.inputs.launch.form
-            rec = g.recommended
-            fix = None
-            if not g.ok and rec is not None and rec.launch is not None:
-                fix = L.render(rec.launch, form).rstrip("\n")
-            failed = pl.failed
-            message = ("meets its goals" if pl.goals.active else "fits") if g.ok else (failed[1] if failed else "fails")
-            if not g.ok and rec is not None:
-                message += f" (kvfit recommends: {rec.option.label})"
-            results.append({
-                "name": e["name"], "model": a.inputs.model.id, "gpu": g.gpu.name, "line": e.get("line"),
-                "ok": g.ok, "message": message,
-                "max_model_len": as_given.max_model_len,
-                "gpu_memory_utilization": as_given.utilization if as_given.settings.kv_cache_memory_bytes is None
-                else None,
-                "kv_cache_memory_bytes": as_given.settings.kv_cache_memory_bytes,
-                "kv_cache_tokens": as_given.result.capacity.kv_cache_tokens, "sequences_resident": as_given.resident,
-                "footprint_bytes": as_given.footprint_bytes,
-                "goals": {"context": pl.goals.context, "concurrency": pl.goals.concurrency,
-                          "max_vram_bytes": pl.goals.max_vram_bytes,
-                          "headroom_bytes": pl.policy.headroom_bytes} if pl.goals.active else None,
-                "fix": fix, "fix_label": rec.option.label if (not g.ok and rec) else None,
-                "fix_needs": rec.needs if (not g.ok and rec) else None,
-                "answer": gpu_answer_dict(a.inputs, g, form),
-                "notes": list(a.inputs.notes), "time": round(time.perf_counter() - t0, 4),
-            })
+    jobs = [(i, gpu) for i, e in enumerate(entries) for gpu in (e.get("gpus") or [e.get("gpu")])]
+    workers = _workers(len(jobs))
+    if workers > 1 and "fork" in _mp_methods():
+        results = _run_parallel(entries, jobs, base, offline, workers, progress)
+    else:
+        with models_remembered():
+            results = _run(entries, jobs, base, offline, progress)
     passed = sum(r["ok"] for r in results)
     return {"schema": "kvfit.manifest/2", "manifest": path, "ok": passed == len(results), "passed": passed,
             "failed": len(results) - passed, "results": results}
 
 
+def _mp_methods() -> list[str]:
+    import multiprocessing
+
+    return multiprocessing.get_all_start_methods()
+
+
+_WORKER: dict = {}
+
+
+def _worker_start(entries: list[dict], base: Path, offline: bool) -> None:
+    from .inputs import _LOADED
+
+    _WORKER.update(entries=entries, base=base, offline=offline)
+    _LOADED.set({})                   # this worker remembers the models it loads, across its chunks
+
+
+def _worker_chunk(jobs: list[tuple[int, str]]):
+    try:
+        return "ok", _run(_WORKER["entries"], jobs, _WORKER["base"], _WORKER["offline"], None)
+    except ManifestError as e:        # sent back as text: the parent raises it (exit 2)
+        return "error", (e.message, e.hint)
+
+
+def _run_parallel(entries, jobs, base: Path, offline: bool, workers: int, progress) -> list[dict]:
+    import multiprocessing
+
+    chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    results: list[dict] = []
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(workers, initializer=_worker_start, initargs=(entries, base, offline)) as pool:
+        for status, value in pool.imap(_worker_chunk, chunks):
+            if status == "error":
+                pool.terminate()
+                raise ManifestError(*value)
+            results.extend(value)
+            if progress:
+                progress(len(results), len(jobs))
+    return results
+
+
+def _run(entries: list[dict], jobs: list[tuple[int, str]], base: Path, offline: bool, progress) -> list[dict]:
+    from ..render.json import gpu_answer_dict
+
+    results: list[dict] = []
+    for i, gpu in jobs:
+        e = entries[i]
+        t0 = time.perf_counter()
+        try:
+            a = answer(request_for(e, gpu, base, offline))
+            if a.table:
+                raise GpuError("no GPU named")
+        except ManifestError:
+            raise
+        except KvfitError as ex:
+            raise ManifestError(f"{e['where']}: field {_field_of(e, ex)!r}: {ex.message}", ex.hint) from None
+        g = a.per_gpu[0]
+        pl = g.plan
+        as_given = pl.as_given
+        form = a.inputs.launch.form
+        rec = g.recommended
+        fix = None
+        if not g.ok and rec is not None and rec.launch is not None:
+            fix = L.render(rec.launch, form).rstrip("\n")
+        failed = pl.failed
+        message = ("meets its goals" if pl.goals.active else "fits") if g.ok else (failed[1] if failed else "fails")
+        if not g.ok and rec is not None:
+            message += f" (kvfit recommends: {rec.option.label})"
+        results.append({
+            "name": e["name"], "model": a.inputs.model.id, "gpu": g.gpu.name, "line": e.get("line"),
+            "ok": g.ok, "message": message,
+            "max_model_len": as_given.max_model_len,
+            "gpu_memory_utilization": as_given.utilization if as_given.settings.kv_cache_memory_bytes is None
+            else None,
+            "kv_cache_memory_bytes": as_given.settings.kv_cache_memory_bytes,
+            "kv_cache_tokens": as_given.result.capacity.kv_cache_tokens, "sequences_resident": as_given.resident,
+            "footprint_bytes": as_given.footprint_bytes,
+            "goals": {"context": pl.goals.context, "concurrency": pl.goals.concurrency,
+                      "max_vram_bytes": pl.goals.max_vram_bytes,
+                      "headroom_bytes": pl.policy.headroom_bytes} if pl.goals.active else None,
+            "fix": fix, "fix_label": rec.option.label if (not g.ok and rec) else None,
+            "fix_needs": rec.needs if (not g.ok and rec) else None,
+            "answer": gpu_answer_dict(a.inputs, g, form),
+            "notes": list(a.inputs.notes), "time": round(time.perf_counter() - t0, 4),
+        })
+        if progress:
+            progress(len(results), len(jobs))
+    return results
+
+
+def _progress(err):
+    """'checked 340 of 1,000' on stderr, rewritten in place, only when stderr is a terminal and the
+    manifest is long enough to wait for; erased when done."""
+    stream = getattr(err, "file", None) or sys.stderr
+    try:
+        tty = stream.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        return None
+    state = {"last": 0.0, "shown": False}
+
+    def show(done: int, total: int) -> None:
+        if total < 20:
+            return
+        now = time.monotonic()
+        if done < total and now - state["last"] < 0.1:
+            return
+        state["last"] = now
+        if done < total:
+            stream.write(f"\rkvfit: checked {done:,} of {total:,}")
+            state["shown"] = True
+        elif state["shown"]:
+            stream.write("\r\033[K")
+        stream.flush()
+    return show
+
+
 def run(path: str, *, as_json: bool, junit: str | None, svg: str | None, offline: bool, out, err) -> int:
     from ..render import ci
 
-    data = run_entries(path, offline=offline)
+    data = run_entries(path, offline=offline, progress=_progress(err))
     if junit:
         from ..render.junit import junit_xml
 

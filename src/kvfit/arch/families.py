@@ -363,3 +363,9 @@ SHARED_EXPERT_GATE = {"qwen2_moe", "qwen3_next", "qwen3_5_moe_text", "qwen3_5_mo
 
 # Keys some configs use to state the parameter count.
 DECLARED_TOTAL_KEYS = ("total_params", "num_parameters", "total_parameters", "n_params")
+
+# Shared experts kept whole on every rank when the MoE runs sequence parallel (expert parallel with TP > 1
+# and DP > 1, ParallelConfig.use_sequence_parallel_moe): the model builds them with
+# disable_tp=is_sequence_parallel (vLLM 0.32 models/deepseek_v2.py DeepseekV2MLP, llama4.py Llama4MoE
+# shared_expert, nemotron_h.py). Other models keep them TP-sliced (qwen3_moe.py Qwen3MoeMLP).
+SP_MOE_SHARED_REPLICATED = {"deepseek_v2", "deepseek_v3", "deepseek_v32", "llama4", "llama4_text", "nemotron_h"}

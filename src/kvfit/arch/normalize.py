@@ -450,8 +450,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         default_max_len=default,
         model_max_length=mml,
         kv_scheme=_kv_scheme(qc, hf_quant_config),
-        quantization=(qc or {}).get("quant_method") if qc else (
-            "modelopt" if hf_quant_config else None),
+        quantization=_quant_method(qc) if qc else ("modelopt" if hf_quant_config else None),
         use_mla=use_mla,
         is_encoder_decoder=model_type in F.ENCODER_DECODER_TYPES,
         num_experts=_count(r, "num_experts", "num_local_experts", "n_routed_experts"),
@@ -803,6 +802,14 @@ def _count(r: _Reader, *keys: str) -> int:
         if v is not None and v is not False and v != 0:
             return r.int(k, v, allow_zero=True)
     return 0
+
+
+def _quant_method(qc: dict) -> str | None:
+    """quantization_config.quant_method as vLLM reads it (a string: it calls .lower() on it)."""
+    method = qc.get("quant_method")
+    if method is not None and not isinstance(method, str):
+        raise ConfigError(f"config.json: quantization_config.quant_method must be a string, got {method!r}")
+    return method
 
 
 def _kv_scheme(qc: dict | None, hf_quant: dict | None) -> str | None:

@@ -2,6 +2,7 @@
 
   accuracy   predicted vs reported KV capacity on every calibration record (bench/accuracy.py)
   speed      wall time of `kvfit check`, start-up included (bench/speed.py)
+  manifest   wall time of `kvfit check --manifest` on 1,000 generated entries (bench/manifest.py)
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = {"accuracy": "kvfit.bench.accuracy", "speed": "kvfit.bench.speed"}
+BENCHES = {"accuracy": "kvfit.bench.accuracy", "speed": "kvfit.bench.speed", "manifest": "kvfit.bench.manifest"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,10 @@ def check(ns: Namespace, words: list[str], out, err) -> int:
     if ns.as_json and ns.fmt not in (None, "json"):
         raise BadInput(f"--json and --format {ns.fmt} ask for two outputs; keep one")
     req = request_from(ns, words)
+    if getattr(ns, "cluster", False):
+        from ..app import cluster
+
+        return cluster.run(req, as_json=ns.as_json or ns.fmt == "json", out=out, err=err)
     if ns.smoke:
         from ..app import smoke
 

@@ -74,6 +74,9 @@ def build_parser() -> Parser:
     s.add_argument("--config", dest="config_file", metavar="FILE", help="A vLLM --config YAML file to check.")
     s.add_argument("--manifest", metavar="FILE", help="Check every entry of a kvfit.toml (README '## CI gate').")
     s.add_argument("--junit", metavar="FILE", help="With --manifest: write JUnit XML to FILE.")
+    s.add_argument("--cluster", action="store_true",
+                   help="With --gpu and --gpu-count N: the smallest layouts (TP/PP/DP/EP/DCP over nodes) of MODEL "
+                        "that meet the goals, with each node's launch.")
     k = c.add_argument_group("smoke test (start a real vLLM engine after the check)")
     _smoke_options(k, prefix=True)
 

@@ -7,7 +7,9 @@ and from auto-fit; the report is int(num_blocks / blocks_per_request * max_model
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+from ..settings import replaced
 
 from .layout import KVLayout
 from .specs import RequestContext
@@ -39,7 +41,7 @@ def _estimate(layout: KVLayout, ctx: RequestContext, check_bytes: int, bpb: int)
     """kv_cache_utils.py::_estimate_max_model_len_from_groups: binary search over [1, L]."""
 
     def fits(length: int) -> bool:
-        return bpb * layout.blocks_per_request(replace(ctx, max_model_len=length)) <= check_bytes
+        return bpb * layout.blocks_per_request(replaced(ctx, max_model_len=length)) <= check_bytes
 
     left, right = 1, ctx.max_model_len
     if not fits(left):

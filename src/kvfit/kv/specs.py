@@ -29,6 +29,7 @@ class RequestContext:
     extra_retained_tokens: int = 0      # max(0, num_prefill_lookahead_tokens - 1) with MTP
     num_speculative_blocks: int = 0     # mamba: num_speculative_tokens
     mamba_cache_mode: str = "none"      # "align" when prefix caching is on for hybrids
+    decode_context_parallel_size: int = 1   # DCP: full/MLA attention tokens sharded over this many ranks
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ class AttentionSpec:
         return self.page_size_padded if self.page_size_padded is not None else self.real_page_size_bytes
 
     def blocks_per_request(self, ctx: RequestContext) -> int:
-        return cdiv(ctx.max_model_len, self.block_size)
+        """FullAttentionSpec.max_memory_usage_bytes: with decode context parallel (dcp_sharded) each rank
+        holds cdiv(max_model_len, DCP) of a request's tokens."""
+        return cdiv(cdiv(ctx.max_model_len, ctx.decode_context_parallel_size), self.block_size)
 
     @property
     def type_key(self) -> tuple:

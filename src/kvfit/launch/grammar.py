@@ -130,9 +130,7 @@ NOT_MODELLED = {
     "max-cudagraph-capture-size": "CUDA-graph capture", "max-seq-len-to-capture": "CUDA-graph capture",
     "optimization-level": "compilation and CUDA-graph capture", "kv-offloading-size": "KV offloading",
     "kv-offloading-backend": "KV offloading", "kv-transfer-config": "KV transfer (disaggregated serving)",
-    "data-parallel-size": "data parallelism", "data-parallel-size-local": "data parallelism",
-    "enable-expert-parallel": "expert parallelism", "decode-context-parallel-size": "decode context parallelism",
-    "prefill-context-parallel-size": "prefill context parallelism", "mamba-cache-mode": "mamba state caching",
+    "mamba-cache-mode": "mamba state caching",
     "mamba-block-size": "mamba state blocks", "kv-cache-dtype-skip-layers": "per-layer KV dtypes",
     "quantization-config": "online quantization settings", "num-scheduler-steps": "V0 multi-step scheduling",
     "offload-group-size": "weight offloading", "offload-num-in-group": "weight offloading",
@@ -147,10 +145,7 @@ NOT_MODELLED = {
     "mm-encoder-only": "an encoder-only multimodal launch",
 }
 # Values of flags that are vLLM's defaults and so change nothing: allowed even though the flag is listed above.
-NOT_MODELLED_DEFAULTS = {"data-parallel-size": ("1",), "data-parallel-size-local": ("1",),
-                         "decode-context-parallel-size": ("1",), "prefill-context-parallel-size": ("1",),
-                         "enable-expert-parallel": ("False", "false"),
-                         "enable-eplb": ("False", "false"), "enable-dbo": ("False", "false"),
+NOT_MODELLED_DEFAULTS = {"enable-eplb": ("False", "false"), "enable-dbo": ("False", "false"),
                          "language-model-only": ("False", "false"), "mm-encoder-only": ("False", "false"),
                          "mm-ipc-gpu-memory-gb": ("0", "0.0")}
 

@@ -45,6 +45,8 @@ def settings_from_log(facts: LogFacts) -> Settings:
         gpu_memory_utilization=util if isinstance(util, float) and 0 < util <= 1 else None,
         tensor_parallel_size=_pos_int(facts.tensor_parallel_size) or 1,
         pipeline_parallel_size=_pos_int(facts.pipeline_parallel_size) or 1,
+        data_parallel_size=_pos_int(s.get("data_parallel_size")) or 1,
+        decode_context_parallel_size=_pos_int(s.get("decode_context_parallel_size")) or 1,
         dtype=dtype if dtype in DTYPES else "auto",
         kv_cache_dtype=kvd if kvd in KV_CACHE_DTYPES else "auto",
         block_size=bs, max_num_seqs=mns, max_num_batched_tokens=mnbt,

@@ -178,11 +178,15 @@ def estimate_cudagraph_bytes(profile, *, max_num_seqs: int, max_num_batched_toke
     return int(max(2 * (n - 1) * CUDAGRAPH_FLOOR_PER_GRAPH, n * max(1, layers_on_rank) * CUDAGRAPH_BYTES_PER_GRAPH_LAYER))
 
 
-def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int, moe_chunk: int | None = None) -> int:
-    """`moe_chunk`: the fused-MoE caches are sized for min(tokens, chunk) (profiles.fused_moe_chunk_tokens)."""
+def forward_peak_bytes(arch: ModelArch, tokens: int, act_bytes: int, tp: int, moe_chunk: int | None = None,
+                       moe_tp: int | None = None) -> int:
+    """`moe_chunk`: the fused-MoE caches are sized for min(tokens, chunk) (profiles.fused_moe_chunk_tokens).
+    `moe_tp`: the split of each expert's intermediate when data / expert parallelism changes it (DP x PCP x
+    TP ranks slice experts; 1 under expert parallel, whole experts: fused_moe/config.py FusedMoEConfig
+    intermediate_size_per_partition). Structural: no log calibrates the MoE caches under DP or EP."""
     h = arch.hidden_size
     if arch.num_experts and arch.experts_per_token:
-        n = (arch.moe_intermediate_size or arch.intermediate_size) / tp
+        n = (arch.moe_intermediate_size or arch.intermediate_size) / (moe_tp or tp)
         moe_tokens = min(tokens, moe_chunk) if moe_chunk else tokens
         return int((moe_tokens * arch.experts_per_token * (3 * n + h) + tokens * 4 * h) * act_bytes)
     per_token = 3 * arch.intermediate_size / tp + 4 * h
@@ -207,7 +211,7 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
                       compute_capability: tuple[int, int] | None = None, max_model_len: int = 0,
                       env=None, sm_count: int | None = None, num_speculative_tokens: int = 0,
                       attention_backend: str | None = None, kv_lora_rank: int | None = None,
-                      encoder=None, offload_layer_bytes: int = 0) -> Overhead:
+                      encoder=None, offload_layer_bytes: int = 0, moe_tp: int | None = None) -> Overhead:
     """Activation peak, CUDA-graph estimate and non-torch memory on one GPU, by the release's formula
     (memory.profiles.Profile.memory_formula).
 
@@ -240,7 +244,7 @@ def estimate_overhead(arch: ModelArch, *, max_num_batched_tokens: int, max_num_s
     if v0 and enc is not None and enc.v0_seqs:
         rows = enc.v0_seqs                  # the dummy batch has only these sequences (doc C3)
     chunk = P.fused_moe_chunk_tokens(profile, env) if profile is not None else None
-    forward = forward_peak_bytes(arch, t, act_bytes, tp, chunk)
+    forward = forward_peak_bytes(arch, t, act_bytes, tp, chunk, moe_tp)
     if v0 and offload_layer_bytes > 0:
         forward += offload_layer_bytes
     # Which V1 profile run (profiles.model_runner_v2): Model Runner V2 keeps the fit on gt-046 (forward +

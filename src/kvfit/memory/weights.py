@@ -399,6 +399,7 @@ class WeightBreakdown:
     pp_rank: int
     detail: str
     offloaded_layer_bytes: int = 0   # one decoder layer's offloaded bytes on this rank (V0 copies it back per forward)
+    stage_bytes: tuple[int, ...] = ()   # checkpoint tensors on each PP stage's rank (offload not removed)
 
     @property
     def total(self) -> int:
@@ -498,7 +499,8 @@ def _round_up(x: int, a: int) -> int:
     return -(-x // a) * a if a > 1 else x
 
 
-def mxfp4_padding_bytes(arch: ModelArch, tp: int, padding: tuple[int, int]) -> float:
+def mxfp4_padding_bytes(arch: ModelArch, tp: int, padding: tuple[int, int], experts: int | None = None
+                        ) -> float:
     """Bytes one TP rank holds beyond its even share of an MXFP4 checkpoint's routed experts, when the
     MoE backend pads them (padding = (hidden multiple, per-rank intermediate multiple), from
     profiles.mxfp4_moe_backend). mxfp4.py create_weights allocates w13 [E, 2*I', H'/2] and
@@ -518,11 +520,48 @@ def mxfp4_padding_bytes(arch: ModelArch, tp: int, padding: tuple[int, int]) -> f
             continue
         e, hidden, inter = lin.count, lin.out, lin.inp            # down_proj is [H, I] per expert
         per_value = 0.5 + 1 / 32
+        if experts is not None:                                   # expert parallel: whole local experts
+            e, tp = experts, 1
         share = e * 3 * inter * hidden * per_value / tp + e * (2 * inter + hidden) * 2 / tp
         ip, hp = _round_up(-(-inter // tp), i_align), _round_up(hidden, h_align)
         padded = e * 3 * ip * hp * per_value + e * (2 * ip + hp) * 2
         extra += padded - share
     return extra
+
+
+_MOE_BYTES: dict[tuple[int, int, str], tuple[object, object, float, float]] = {}
+
+
+def moe_bytes(inv: Inventory, arch: ModelArch, load_dtype: str) -> tuple[float, float]:
+    """(routed-expert bytes, shared-expert bytes) of the loaded checkpoint, all layers: the expert linears
+    (and expert biases) of arch.params in the storage the checkpoint's quantization gives them, scaled to
+    the inventory as weights_breakdown scales every layer. Remembered per (inventory, arch, dtype)."""
+    key = (id(inv), id(arch), load_dtype)
+    hit = _MOE_BYTES.get(key)
+    if hit is not None and hit[0] is inv and hit[1] is arch:
+        return hit[2], hit[3]
+    lay = arch.params
+    routed = shared = 0.0
+    if lay is not None and arch.num_experts:
+        q = arch.quant if arch.quant is not None and arch.quant.weight else None
+        floating = _floating_name(arch)
+        quantized = is_quantized(inv, arch)
+
+        def part(linears, tensors, modules: int = 0) -> float:
+            counts, _ = _layout_counts(ParamLayout(tuple(linears), tuple(tensors), "", attention_modules=modules),
+                                       q, floating)
+            return float(loaded_bytes(Inventory({d: int(round(n)) for d, n in counts.items()}, ""), load_dtype,
+                                      quantized))
+
+        whole = part(lay.linears, lay.tensors, lay.attention_modules)
+        scale = loaded_bytes(inv, load_dtype, quantized) / whole if whole else 0.0
+        routed = scale * part([x for x in lay.linears if x.role == "experts"],
+                              [t for t in lay.tensors if ".experts." in t.name])
+        shared = scale * part([x for x in lay.linears if x.role == "shared"], [])
+    if len(_MOE_BYTES) > 256:
+        _MOE_BYTES.clear()
+    _MOE_BYTES[key] = (inv, arch, routed, shared)
+    return routed, shared
 
 
 def mla_dequant_bytes(arch: ModelArch, tp: int, dtype_bytes: int) -> float:
@@ -541,11 +580,13 @@ def mla_dequant_bytes(arch: ModelArch, tp: int, dtype_bytes: int) -> float:
 
 def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int = 1, pp: int = 1, *,
                       cpu_offload_bytes: int = 0, lora: LoraSpec | None = None,
-                      mxfp4_padding: tuple[int, int] | None = None) -> WeightBreakdown:
+                      mxfp4_padding: tuple[int, int] | None = None, moe=None) -> WeightBreakdown:
     """Weights on the fullest GPU, split tensor group by tensor group as vLLM places them.
 
     mxfp4_padding: (hidden, intermediate) multiples the MXFP4 MoE backend pads experts to on this GPU
-    and release (profiles.mxfp4_moe_backend); None charges the checkpoint's bytes as stored."""
+    and release (profiles.mxfp4_moe_backend); None charges the checkpoint's bytes as stored.
+    moe: a memory.parallel.MoEShare when data / expert / prefill-context parallelism places the experts
+    otherwise than / TP (routed experts: `routed` of each on the rank; shared experts: / shared_tp)."""
     per = DTYPE_BYTES[load_dtype]
     quantized = is_quantized(inv, arch)
     total = loaded_bytes(inv, load_dtype, quantized)
@@ -563,22 +604,30 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
         norm = h * per
         body = total - embed - head - norm
     layer_bytes = body / layers_total
+    moe_extra = 0.0                   # per layer, beyond layer_bytes / tp, that the MoE placement adds
+    if moe is not None:
+        routed, shared = moe_bytes(inv, arch, load_dtype)
+        moe_extra = (routed * (moe.routed - 1 / tp) + shared * (1 / moe.shared_tp - 1 / tp)) / layers_total
     padded = pad_vocab(v)
     embed_rank = padded * h * per / tp if embed else 0
     head_rank = padded * h * per / tp if embed else 0   # the LM head (or the tied copy) on the last stage
     kv_extra = _kv_replication_extra(arch, tp, per) if tp > 1 and not quantized else 0.0
-    pad_extra = mxfp4_padding_bytes(arch, tp, mxfp4_padding) if mxfp4_padding else 0.0
+    pad_extra = mxfp4_padding_bytes(arch, moe.moe_tp if moe is not None else tp, mxfp4_padding,
+                                    moe.experts if moe is not None else None) if mxfp4_padding else 0.0
     mla_extra = mla_dequant_bytes(arch, tp, per)
     best: tuple[float, int, float, int] | None = None
+    stages: list[int] = []
     for rank, n_layers in enumerate(pp_layer_counts(layers_total, pp)):
         b = layer_bytes * n_layers / tp + (kv_extra + pad_extra + mla_extra) * n_layers / layers_total
+        b += moe_extra * n_layers
         if rank == 0:
             b += embed_rank
         if rank == pp - 1:
             b += norm
             if not arch.tie_word_embeddings or pp > 1:   # tied + PP: the last stage holds its own copy
                 b += head_rank
-        layer_part = layer_bytes * n_layers / tp
+        layer_part = layer_bytes * n_layers / tp + moe_extra * n_layers
+        stages.append(int(b))
         if best is None or b > best[0]:
             best = (b, rank, layer_part, n_layers)
     assert best is not None
@@ -590,9 +639,14 @@ def weights_breakdown(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int 
               + (f", PP stage {rank} of {pp}" if pp > 1 else "")
               + (f", MXFP4 experts padded to multiples of {mxfp4_padding[0]}/{mxfp4_padding[1]} "
                  f"(+{pad_extra / GIB:.2f} GiB)" if pad_extra else "")
-              + (f", MLA W_UV/W_UK_T dequantized from kv_b_proj (+{mla_extra / GIB:.2f} GiB)" if mla_extra else ""))
+              + (f", MLA W_UV/W_UK_T dequantized from kv_b_proj (+{mla_extra / GIB:.2f} GiB)" if mla_extra else "")
+              + ((f", {moe.experts} of {arch.num_experts} experts whole (expert parallel)" if moe.experts is not None
+                  else f", experts sliced over {moe.moe_tp} ranks")
+                 + (", shared experts whole (sequence-parallel MoE)" if moe.shared_tp == 1 and tp > 1 else "")
+                 if moe is not None else ""))
     one_layer = int(min(offloaded, layer_bytes / tp)) if offloaded else 0
-    return WeightBreakdown(int(params_rank) - offloaded, rotary, lora_b, offloaded, rank, detail, one_layer)
+    return WeightBreakdown(int(params_rank) - offloaded, rotary, lora_b, offloaded, rank, detail,
+                           offloaded_layer_bytes=one_layer, stage_bytes=tuple(stages))
 
 
 def weights_per_gpu(inv: Inventory, arch: ModelArch, load_dtype: str, tp: int = 1, pp: int = 1, *,

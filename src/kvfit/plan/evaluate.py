@@ -26,11 +26,37 @@ from ..memory.profiles import (Profile, batch_defaults, cudagraph_headroom_warni
                                gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, max_len_refusal,
                                mxfp4_moe_backend, reported_tokens, resolve_batch, rope_scaled_max_len, v0_batch,
                                v0_chunked_prefill)
+from ..memory import parallel as P
 from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
                               weights_breakdown)
 from ..units import GiB
-from ..settings import KV_CACHE_DTYPES, Settings
+from ..settings import KV_CACHE_DTYPES, Settings, replaced
+
+
+# --- memoised pure steps ------------------------------------------------------------------------------
+# The planner probes the same model and GPU hundreds of times (binary searches over length and utilization,
+# alternatives), and a manifest checks the same models on many GPUs and layouts: the steps below are pure
+# functions of their arguments, remembered by the identity of the large objects (model, arch, config,
+# inventory; held by the cache, so an id is never reused while remembered) and the value of the rest.
+_MEMO: dict = {}
+_MEMO_MAX = 8192
+
+
+def _memo(kind: str, objs: tuple, key: tuple, compute):
+    k = (kind, *map(id, objs), key)
+    hit = _MEMO.get(k)
+    if hit is not None and (len(objs) == 1 and hit[0][0] is objs[0] or all(map(_same, hit[0], objs))):
+        return hit[1]
+    value = compute()
+    if len(_MEMO) >= _MEMO_MAX:
+        _MEMO.clear()
+    _MEMO[k] = (objs, value)
+    return value
+
+
+def _same(a, b) -> bool:
+    return a is b
 
 
 @dataclass(frozen=True)
@@ -166,10 +192,12 @@ def derived_length(arch: ModelArch, settings: Settings, profile: Profile, config
     without the raw config, normalize's reading (0.32's rules)."""
     if config is None:
         return arch.derived_max_len, arch.derived_max_len_key, arch.default_max_len, ()
-    rl = rope_scaled_max_len(profile, config,
-                             hf_overrides=json.loads(settings.hf_overrides) if settings.hf_overrides else None,
-                             rope_scaling=json.loads(settings.rope_scaling) if settings.rope_scaling else None,
-                             rope_theta=settings.rope_theta)
+    rl = _memo("rope", (config,), (profile, settings.hf_overrides, settings.rope_scaling, settings.rope_theta),
+               lambda: rope_scaled_max_len(
+                   profile, config,
+                   hf_overrides=json.loads(settings.hf_overrides) if settings.hf_overrides else None,
+                   rope_scaling=json.loads(settings.rope_scaling) if settings.rope_scaling else None,
+                   rope_theta=settings.rope_theta))
     if rl.error:
         flag = "rope_scaling" if settings.rope_scaling else ("hf_overrides" if settings.hf_overrides else None)
         raise BadFlag(rl.error, flag=flag)
@@ -247,13 +275,14 @@ def _mamba_cache_mode(arch: ModelArch, settings: Settings) -> str:
     """models/config.py::MambaModelConfig: "align" when prefix caching is on, else "none". Prefix caching
     defaults on for decoders and hybrids, off for attention-free and encoder-decoder models
     (ModelConfig.is_prefix_caching_supported); CPU_MLA turns it off (kv.cpu_host.mla_disables_chunking)."""
+    attention_free, mamba = _memo("kinds", (arch,), (), lambda: (arch.is_attention_free, bool(arch.mamba_layers)))
     prefix = settings.enable_prefix_caching
     if prefix is None:
-        prefix = not arch.is_attention_free and not arch.is_encoder_decoder
+        prefix = not attention_free and not arch.is_encoder_decoder
     if settings.device == "cpu" and cpu_host.mla_disables_chunking(cpu_host.from_settings(settings),
                                                                    use_mla=arch.use_mla, model_type=arch.model_type):
         prefix = False
-    return "align" if prefix and arch.mamba_layers else "none"
+    return "align" if prefix and mamba else "none"
 
 
 def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: int | None = None,
@@ -285,7 +314,8 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
                           max_in_flight_tokens=concurrent * r.max_num_batched_tokens,
                           extra_retained_tokens=max(0, lookahead - 1),
                           num_speculative_blocks=settings.num_speculative_tokens if method else 0,
-                          mamba_cache_mode=_mamba_cache_mode(arch, settings))
+                          mamba_cache_mode=_mamba_cache_mode(arch, settings),
+                          decode_context_parallel_size=settings.decode_context_parallel_size)
 
 
 def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int | None = None,
@@ -344,7 +374,13 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
 def fullest_layout(arch: ModelArch, opt: KVOptions) -> KVLayout:
     """vLLM's groups for the whole model; each pipeline stage sizes its own blocks and the fewest win
     (layout.rank_bytes_per_block; bytes_per_block is the fullest stage's)."""
-    return build_layout(arch, opt)
+    # max_model_len shapes only the mamba block size (prefix caching off): without mamba layers it is not
+    # part of what is remembered
+    if _memo("kinds", (arch,), (), lambda: (arch.is_attention_free, bool(arch.mamba_layers)))[1]:
+        key = tuple(vars(opt).values())
+    else:
+        key = tuple(v for k, v in vars(opt).items() if k != "max_model_len")
+    return _memo("layout", (arch,), key, lambda: build_layout(arch, opt))
 
 
 # --- memory -------------------------------------------------------------------------------------
@@ -356,35 +392,52 @@ def memory_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile, 
     tp, pp = settings.tensor_parallel_size, settings.pipeline_parallel_size
     lora = LoraSpec(settings.max_loras, settings.max_lora_rank) if settings.enable_lora else None
     cuda = settings.device == "cuda"
-    mx = mxfp4_moe_backend(profile.version, gpu.compute_capability) if cuda else None
-    wb = weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora,
-                           cpu_offload_bytes=int(settings.cpu_offload_gb * GiB),    # vLLM: int(gb * 1024**3)
-                           mxfp4_padding=mx.padding if mx else None)
+    mx = _memo("mxfp4", (), (profile.version, gpu.compute_capability),
+               lambda: mxfp4_moe_backend(profile.version, gpu.compute_capability)) if cuda else None
+    moe = P.moe_share(arch, P.of(settings))        # DP / EP / PCP place the experts (memory/parallel.py)
+    offload = int(settings.cpu_offload_gb * GiB)      # vLLM: int(gb * 1024**3)
+    pad = mx.padding if mx else None
+    wb = _memo("weights", (inv, arch), (r.model_dtype, tp, pp, lora, offload, pad, moe),
+               lambda: weights_breakdown(inv, arch, r.model_dtype, tp, pp, lora=lora, cpu_offload_bytes=offload,
+                                         mxfp4_padding=pad, moe=moe))
     weights = wb.total
+    moe_tp = moe.moe_tp if moe is not None else None
     env = dict(settings.vllm_env)
     spec = settings.num_speculative_tokens if settings.speculative_method else 0
-    ov = estimate_overhead(arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
-                           act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
-                           cudagraph_counted=False, layers_on_rank=layout.layers_on_rank,
-                           memory_formula=profile.memory_formula, profile=profile, device=settings.device,
-                           compute_capability=gpu.compute_capability if cuda else None,
-                           max_model_len=r.max_model_len, env=env, num_speculative_tokens=spec,
-                           offload_layer_bytes=wb.offloaded_layer_bytes,
-                           encoder=encoder_profile(
-                               model.config, profile=profile, text_hidden=arch.hidden_size,
-                               max_model_len=r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
-                               max_num_seqs=r.max_num_seqs, act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp,
-                               limit_mm_per_prompt=settings.limit_mm_per_prompt,
-                               mm_processor_kwargs=settings.mm_processor_kwargs,
-                               skip_mm_profiling=settings.skip_mm_profiling,
-                               chunked_prefill=not arch.is_encoder_decoder, processor=model.processor,
-                               video_processor=model.video_processor, processor_origin=model.processor_origin))
-    # CUDA graphs per release (profiles.cudagraph_rule): deducted before KV sizing only where vLLM
-    # estimates and subtracts them; otherwise captured afterwards in what utilization leaves free.
-    if cuda and cudagraph_rule(profile, env, enforce_eager=settings.enforce_eager).deducted:
-        ov = replace(ov, cudagraph_bytes=estimate_cudagraph_bytes(
-            profile, max_num_seqs=r.max_num_seqs, max_num_batched_tokens=r.max_num_batched_tokens,
-            layers_on_rank=layout.layers_on_rank, num_speculative_tokens=spec))
+    cc = gpu.compute_capability if cuda else None
+
+    def overhead() -> Overhead:
+        ov = estimate_overhead(
+            arch, max_num_batched_tokens=r.max_num_batched_tokens, max_num_seqs=r.max_num_seqs,
+            act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp, enforce_eager=settings.enforce_eager,
+            cudagraph_counted=False, layers_on_rank=layout.layers_on_rank,
+            memory_formula=profile.memory_formula, profile=profile, device=settings.device,
+            compute_capability=cc, max_model_len=r.max_model_len, env=env, num_speculative_tokens=spec,
+            offload_layer_bytes=wb.offloaded_layer_bytes, moe_tp=moe_tp,
+            encoder=encoder_profile(
+                model.config, profile=profile, text_hidden=arch.hidden_size,
+                max_model_len=r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
+                max_num_seqs=r.max_num_seqs, act_bytes=DTYPE_BYTES[r.model_dtype], tp=tp,
+                limit_mm_per_prompt=settings.limit_mm_per_prompt,
+                mm_processor_kwargs=settings.mm_processor_kwargs,
+                skip_mm_profiling=settings.skip_mm_profiling,
+                chunked_prefill=not arch.is_encoder_decoder, processor=model.processor,
+                video_processor=model.video_processor, processor_origin=model.processor_origin))
+        # CUDA graphs per release (profiles.cudagraph_rule): deducted before KV sizing only where vLLM
+        # estimates and subtracts them; otherwise captured afterwards in what utilization leaves free.
+        if cuda and cudagraph_rule(profile, env, enforce_eager=settings.enforce_eager).deducted:
+            ov = replace(ov, cudagraph_bytes=estimate_cudagraph_bytes(
+                profile, max_num_seqs=r.max_num_seqs, max_num_batched_tokens=r.max_num_batched_tokens,
+                layers_on_rank=layout.layers_on_rank, num_speculative_tokens=spec))
+        return ov
+
+    # remembered per launch shape: everything the overhead reads, the model's files by identity
+    ov = _memo("overhead", (arch, model.config, model.processor, model.video_processor),
+               (r.max_num_batched_tokens, r.max_num_seqs, r.model_dtype, r.max_model_len, tp,
+                settings.enforce_eager, settings.device, cc, layout.layers_on_rank, profile, spec,
+                tuple(sorted(env.items())), wb.offloaded_layer_bytes, moe_tp, model.processor_origin,
+                repr(settings.limit_mm_per_prompt), repr(settings.mm_processor_kwargs),
+                settings.skip_mm_profiling), overhead)
     # V1 0.15+: ceil(total x util) (v1/worker/utils.py::request_memory); before, and in V0, the float
     # product, whose fraction never changes a block count.
     requested = (math.ceil(gpu.total_bytes * r.gpu_memory_utilization) if profile.requested_ceil
@@ -418,6 +471,11 @@ def v0_capacity(layout: KVLayout, ctx: RequestContext, available: int) -> Capaci
 def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Inventory, tuple[str, ...]]:
     """The weights the launch loads: the checkpoint's, or an online --quantization of them (checked against the
     checkpoint as vLLM checks it: memory/variants.py)."""
+    return _memo("inventory", (model,), (settings.quantization, settings.device, gpu.compute_capability, gpu.name),
+                 lambda: _loaded_inventory(model, settings, gpu))
+
+
+def _loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Inventory, tuple[str, ...]]:
     inv = model.inventory or estimate_inventory(model.arch)
     method = check_quantization(model.arch, settings.quantization, model.id)
     if settings.quantization is None or model.arch.quantization or method is None:
@@ -430,10 +488,13 @@ def loaded_inventory(model: Model, settings: Settings, gpu: Gpu) -> tuple[Invent
 
 
 def evaluate(model: Model, gpu: Gpu, settings: Settings, profile: Profile) -> Result:
+    """vLLM's numbers for one launch (pure; its steps are remembered, see _memo)."""
     settings = settings.validate()
     arch = model.arch
+    par = P.check(arch, settings)                  # what vLLM refuses about the layout over GPUs and nodes
     r = resolve(arch, settings, gpu, profile, model.config)
     layout = fullest_layout(arch, kv_options(r, settings, arch, profile=profile, gpu=gpu))
+    P.check_kv(par, layout.groups, layout.attention_block_size or layout.block_size, settings)
     inv, qnotes = loaded_inventory(model, settings, gpu)
     mem, ov = memory_budget(model, gpu, settings, profile, r, layout, inv)
     notes: list[str] = list(qnotes) + list(derived_length(arch, settings, profile, model.config)[3]) + list(ov.notes)

@@ -135,7 +135,9 @@ class Check:
 
     @property
     def gpus_used(self) -> int:
-        return self.settings.tensor_parallel_size * self.settings.pipeline_parallel_size
+        s = self.settings              # every GPU of the launch: TP x PP x PCP x DP (memory/parallel.py)
+        return s.tensor_parallel_size * s.pipeline_parallel_size * s.prefill_context_parallel_size \
+            * s.data_parallel_size
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -181,7 +183,10 @@ def _judge(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: 
     null = 1 if (profile.null_block_reserved and lay.groups) else 0
     per_req = cap.blocks_per_request
     bpb = lay.bytes_per_block
-    kv_needed = (want * per_req + null) * bpb if lay.groups and per_req else 0
+    # data parallel: every engine holds the KV of its own requests (memory/parallel.py), so the launch holds
+    # engines x what the bottleneck engine holds, and each GPU needs the KV of its engine's share
+    engines = settings.data_parallel_size
+    kv_needed = (-(-want // engines) * per_req + null) * bpb if lay.groups and per_req else 0
     pinned = settings.kv_cache_memory_bytes is not None
     non_kv = mem.weights_bytes + mem.activation_bytes + mem.cudagraph_bytes + mem.non_torch_bytes
     footprint = non_kv + settings.kv_cache_memory_bytes if pinned else mem.requested_bytes
@@ -189,7 +194,7 @@ def _judge(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: 
     def seqs(avail: int) -> int | None:
         if not lay.groups or not per_req:
             return None
-        return max(0, avail // bpb - null) // per_req if avail > 0 else 0
+        return engines * (max(0, avail // bpb - null) // per_req) if avail > 0 else 0
 
     exact = seqs(mem.kv_available_bytes)
     resident = exact if pinned else seqs(mem.kv_available_bytes - headroom)
@@ -208,9 +213,9 @@ def _judge(model: Model, gpu: Gpu, settings: Settings, profile: Profile, goals: 
             extra = f" ({exact} without it)" if exact is not None and exact != resident else ""
             unmet.append((what, f"{resident} sequence(s) of {r.max_model_len:,} tokens fit with {gib(headroom)} of "
                                 f"headroom{extra}; {want} needed"))
-    if goals.concurrency and r.max_num_seqs < goals.concurrency:
-        unmet.append(("concurrency", f"max_num_seqs {r.max_num_seqs} caps the running sequences below "
-                                     f"{goals.concurrency}"))
+    if goals.concurrency and r.max_num_seqs * engines < goals.concurrency:
+        unmet.append(("concurrency", f"max_num_seqs {r.max_num_seqs}" + (f" x {engines} engines" if engines > 1 else "")
+                      + f" caps the running sequences below {goals.concurrency}"))
     if settings.device == "cuda":
         if goals.max_vram_bytes is not None:
             slack = headroom if pinned else 0

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from ..gpu.model import Gpu
 from ..memory.profiles import Profile
-from ..settings import Settings
+from ..settings import Settings, replaced
 from ..units import MiB
 from .evaluate import Model, derived_length
 from .goals import Check, Goals, try_judge
@@ -22,13 +22,13 @@ def least_utilization(model: Model, gpu: Gpu, settings: Settings, profile: Profi
     base = replace(settings, kv_cache_memory_bytes=None)
     if top < 0.01:
         return None, None
-    at_top = try_judge(model, gpu, replace(base, gpu_memory_utilization=top), profile, goals, headroom)
+    at_top = try_judge(model, gpu, replaced(base, gpu_memory_utilization=top), profile, goals, headroom)
     if at_top is None or not at_top.meets:
         return None, at_top
     lo, hi, best = 1, round(top * 100), at_top
     while lo < hi:
         mid = (lo + hi) // 2
-        c = try_judge(model, gpu, replace(base, gpu_memory_utilization=mid / 100), profile, goals, headroom)
+        c = try_judge(model, gpu, replaced(base, gpu_memory_utilization=mid / 100), profile, goals, headroom)
         if c is not None and c.meets:
             hi, best = mid, c
         else:
@@ -44,7 +44,7 @@ def longest_length(model: Model, gpu: Gpu, settings: Settings, profile: Profile,
     top = derived_length(model.arch, settings, profile, model.config)[0]
 
     def ok(length: int) -> Check | None:
-        c = try_judge(model, gpu, replace(settings, max_model_len=length), profile, g, headroom)
+        c = try_judge(model, gpu, replaced(settings, max_model_len=length), profile, g, headroom)
         return c if c is not None and c.meets else None
 
     c = ok(top)
@@ -66,7 +66,7 @@ def least_kv_budget(model: Model, gpu: Gpu, settings: Settings, profile: Profile
     """The smallest --kv-cache-memory-bytes (whole MiB, at most `limit`) at which the launch meets the goals;
     None when even `limit` does not."""
     def ok(n_mib: int) -> Check | None:
-        c = try_judge(model, gpu, replace(settings, kv_cache_memory_bytes=n_mib * MiB), profile, goals, headroom)
+        c = try_judge(model, gpu, replaced(settings, kv_cache_memory_bytes=n_mib * MiB), profile, goals, headroom)
         return c if c is not None and c.meets else None
 
     hi = limit // MiB

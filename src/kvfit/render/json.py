@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import launch as L
 from ..plan.evaluate import Result
+from ..plan.ranks import deployment
 
 SCHEMA = "kvfit.check/2"
 ONE_LINE = 1 << 30
@@ -76,6 +77,27 @@ def result_dict(res: Result) -> dict:
             "kv_cache_tokens": cap.kv_cache_tokens, "max_concurrency": _num(round(cap.max_concurrency, 4)),
             "max_model_len_fit": cap.max_model_len_fit, "needed_bytes": cap.needed_bytes,
         },
+        "layout": layout_dict(res),
+    }
+
+
+def layout_dict(res: Result) -> dict:
+    """The launch over its GPUs and nodes (plan/ranks.py): all GPUs, nodes, every rank. memory.* and
+    capacity.* above are the bottleneck rank's."""
+    d = deployment(res)
+    p = d.parallel
+    return {
+        "gpus": d.gpus, "nodes": d.nodes, "gpus_per_node": d.gpus_per_node, "nodes_from": d.nodes_from,
+        "tensor_parallel_size": p.tp, "pipeline_parallel_size": p.pp, "data_parallel_size": p.dp,
+        "prefill_context_parallel_size": p.pcp, "decode_context_parallel_size": p.dcp,
+        "expert_parallel": p.use_ep, "expert_parallel_size": p.moe_group if p.use_ep else None,
+        "engines": d.engines, "bottleneck_rank": d.bottleneck, "kv_cache_tokens_total": d.kv_tokens_total,
+        "this_node": d.this_node,
+        "ranks": [{"rank": r.rank, "node": r.node, "dp_rank": r.dp_rank, "stage": r.pp_stage,
+                   "pcp_rank": r.pcp_rank, "tp_rank": r.tp_rank, "experts": r.experts,
+                   "weights_bytes": r.weights_bytes, "kv_bytes": r.kv_bytes, "blocks": r.blocks} for r in d.ranks],
+        "per_node": [{"node": n.node, "gpus": n.gpus, "first_rank": n.ranks[0], "last_rank": n.ranks[1],
+                      "engines": list(n.engines), "fits": n.fits} for n in d.per_node],
     }
 
 

@@ -15,7 +15,9 @@ from rich.text import Text
 
 from .. import launch as L
 from ..plan.alternatives import short_name
+from ..memory.parallel import of as parallel_of
 from ..plan.evaluate import Result
+from ..plan.ranks import deployment
 from ..units import GiB
 
 
@@ -24,7 +26,7 @@ def _g(n: int) -> str:
 
 
 def gpu_label(res: Result) -> str:
-    n = res.settings.tensor_parallel_size * res.settings.pipeline_parallel_size
+    n = parallel_of(res.settings).gpus          # every GPU of the launch (TP x PP x PCP x DP)
     return (f"{n} x " if n > 1 else "") + res.gpu.name
 
 
@@ -86,7 +88,7 @@ def headline(g, goals_asked: bool) -> Text:
         return t
     if pl.nothing_fits:
         word = "NOTHING ON THIS GPU MEETS THE GOALS" if goals_asked else "NO LAUNCH FITS THIS GPU"
-        if res.settings.tensor_parallel_size * res.settings.pipeline_parallel_size > 1:
+        if parallel_of(res.settings).gpus > 1:
             word = word.replace("THIS GPU", "THESE GPUS")
         t = Text(f"✘ {word}", style="bold red")
     else:
@@ -137,6 +139,8 @@ def render(console: Console, a, *, details: bool = False) -> None:
             print_command(console, rec.launch)
     console.print()
     console.print(memory_bar(res))
+    if parallel_of(res.settings).gpus > 1:
+        console.print(f"layout: {escape(deployment(res).line)}", highlight=False)
     for n in inp.notes:
         console.print(f"[dim]note: {escape(n)}[/]")
     arch = res.model.arch
@@ -198,6 +202,8 @@ def render_details(console: Console, a) -> None:
     t.add_row("policy", f"headroom {pl.policy.headroom_text}; utilization ceiling {pl.policy.ceiling:.2f} "
               f"[dim]({escape(pl.policy.ceiling_reason)})[/]")
     console.print(t)
+    if parallel_of(res.settings).gpus > 1:
+        console.print(layout_table(deployment(res)))
     if g.kv_pinned is not None and g.kv_pinned.launch is not None:
         k = g.kv_pinned.option.check.settings.kv_cache_memory_bytes
         console.print(f"\n[bold]Or pin the KV cache[/] (--kv-cache-memory-bytes {k}, {_g(k)}: vLLM skips KV "
@@ -209,6 +215,24 @@ def render_details(console: Console, a) -> None:
     notes = [*res.notes, *pl.notes, *(f"inferred: {x}" for x in arch.inferred if "auto_map" not in x)]
     for n in notes:
         console.print(f"[dim]note: {escape(n)}[/]")
+
+
+def layout_table(d) -> Table:
+    """--details: per node, the ranks it runs and what the heaviest of them holds."""
+    t = Table(title=f"layout: {d.nodes} node{'s' if d.nodes > 1 else ''} ({escape(d.nodes_from)}); memory above is "
+                    f"rank {d.bottleneck}'s", title_justify="left")
+    for col, kw in (("node", {}), ("GPUs", {"justify": "right"}), ("ranks", {}), ("engines (DP)", {}),
+                    ("weights / GPU", {"justify": "right"}), ("KV / GPU", {"justify": "right"}),
+                    ("blocks", {"justify": "right"}), ("fits", {})):
+        t.add_column(col, **kw)
+    for n in d.per_node:
+        on = [r for r in d.ranks if r.node == n.node]
+        heavy = max(on, key=lambda r: r.weights_bytes)
+        mark = " *" if d.this_node == n.node else ""
+        t.add_row(f"{n.node}{mark}", str(n.gpus), f"{n.ranks[0]}-{n.ranks[1]}",
+                  ", ".join(map(str, n.engines)), _g(heavy.weights_bytes), _g(min(r.kv_bytes for r in on)),
+                  f"{min(r.blocks for r in on):,}", "[green]yes[/]" if n.fits else "[red]no[/]")
+    return t
 
 
 def alternatives_table(g) -> Table:

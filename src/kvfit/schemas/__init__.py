@@ -18,7 +18,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-NAMES: tuple[str, ...] = ("check", "sweep", "explain", "smoke", "manifest", "models", "gpus", "error")
+NAMES: tuple[str, ...] = ("check", "cluster", "sweep", "explain", "smoke", "manifest", "models", "gpus", "error")
 """The documents kvfit prints with --json, by the command that prints them (`error`: any command's error)."""
 
 
