@@ -171,6 +171,12 @@ def test_decode_context_parallel_for_gqa_within_vllms_bounds():
      ("nnodes > 1 can only be set when distributed executor backend is mp",)),
     ((QWEN, "-tp", "8", "-dp", "2", "--data-parallel-size-local", "4"), ("data_parallel_size_local",)),
     ((QWEN, "-tp", "8", "-dp", "2", "--nnodes", "2", "--node-rank", "2"), ("--node-rank 2",)),
+    # config/model.py verify_with_parallel_config: Qwen3-8B's config.json has num_attention_heads 32
+    (("Qwen/Qwen3-8B", "-tp", "3"), ("Total number of attention heads (32) must be divisible by tensor parallel "
+                                     "size (3)",)),
+    (("Qwen/Qwen3-8B", "-tp", "1000000"), ("must be divisible by tensor parallel size (1000000)",)),
+    # kvfit's own bound (it lists every rank): refused, not sized, not hung
+    (("Qwen/Qwen3-8B", "-tp", "8", "-dp", "4096"), ("32,768 GPUs", "up to 16,384")),
 ])
 def test_what_vllm_refuses_is_refused_with_its_reason(args, words):
     msg = refused(*args, "--gpu", "H100")

@@ -137,6 +137,9 @@ def moe_share(arch: ModelArch, p: Parallel, ep_rank: int = 0) -> MoEShare | None
 
 # --- what vLLM refuses ---------------------------------------------------------------------------
 
+MAX_GPUS = 16_384   # kvfit lists every rank (plan/ranks.py); larger launches are refused, not sized
+
+
 def _refuse(flag: str, message: str, hint: str | None = None) -> BadFlag:
     return BadFlag(message, hint, flag=flag)
 
@@ -144,6 +147,18 @@ def _refuse(flag: str, message: str, hint: str | None = None) -> BadFlag:
 def check(arch: ModelArch, s: Settings) -> Parallel:
     """The launch's layout, or BadFlag (exit 2) naming what vLLM refuses and where it refuses it."""
     p = of(s)
+    heads = arch.num_attention_heads or 0     # attention-free models: 0, which any TP size divides
+    if heads % p.tp:
+        raise _refuse("tensor_parallel_size",
+                      f"--tensor-parallel-size {p.tp} does not divide the model's {heads} attention heads; vLLM "
+                      "refuses it (config/model.py verify_with_parallel_config: \"Total number of attention heads "
+                      f"({heads}) must be divisible by tensor parallel size ({p.tp})\")",
+                      "Pick a TP size that divides the attention heads: "
+                      + ", ".join(str(n) for n in (1, 2, 4, 8, 16) if heads % n == 0 and n <= heads) + ".")
+    if p.gpus > MAX_GPUS:
+        raise _refuse("data_parallel_size" if p.dp > 1 else "tensor_parallel_size",
+                      f"the launch uses {p.gpus:,} GPUs; kvfit checks launches of up to {MAX_GPUS:,} GPUs "
+                      "(it sizes and lists every rank)")
     if p.dp_local is not None and p.dp_local > p.dp:
         raise _refuse("data_parallel_size_local",
                       f"--data-parallel-size-local {p.dp_local} is more than --data-parallel-size {p.dp}; vLLM "
