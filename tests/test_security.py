@@ -80,6 +80,10 @@ def test_remote_code_repository_is_read_as_data(tmp_path, how):
     repo, marks = remote_code_repo(tmp_path)
     if how == "console-script-in-repo":
         if not KVFIT_SCRIPT.exists():
+            from tests.engine.engine_oracle import in_ci
+
+            if in_ci():                    # CI installs kvfit (pip install -e .): the script must be there
+                pytest.fail(f"CI is set and there is no kvfit console script at {KVFIT_SCRIPT}", pytrace=False)
             pytest.skip("no kvfit console script next to this Python")
         cwd, script = repo, True           # the user runs kvfit from inside the downloaded repository
     else:
@@ -292,8 +296,6 @@ def test_the_named_file_is_the_only_one_written(tmp_path):
     env = clean_env(tmp_path, HF_HUB_OFFLINE="1")
     before = tree(tmp_path)
     p = kvfit(["check", "Qwen/Qwen3-8B", "--gpu", "H100", "--svg", "report.svg"], env, work)
-    if "No such option: --svg" in p.stderr:
-        pytest.skip("this build has no --svg")
     assert p.returncode in (0, 1), p.stderr
     after = tree(tmp_path)
     assert set(after) - set(before) == {"work/report.svg"}

@@ -234,7 +234,10 @@ def test_qwen2_5_omni_audio():
     mel frames -> (3000 - 1) // 2 + 1 = 1,500 -> (1500 - 2) // 2 + 1 = 750 tokens. With video and image off,
     items = 8192 // 750 = 10 of 1,500 encoder positions; per position 2 x (max(3d + 4d, 3d + 2 x 5120) + d) +
     4 x 2 x 128 = 2 x 15,360 + 1,024 = 31,744 B."""
-    transformers = pytest.importorskip("transformers")
+    from tests.needs_vllm import require_vllm
+
+    require_vllm()                     # transformers comes with vLLM's CPU build (the oracle's dependencies)
+    import transformers
     oc = transformers.Qwen2_5OmniConfig().to_dict()
     e = E.encoder_profile(oc, profile=profile_for("0.32.0"), text_hidden=3584, max_model_len=32768,
                           max_num_batched_tokens=8192, max_num_seqs=1024, act_bytes=2,

@@ -23,10 +23,17 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.needs_vllm import require_vllm, require_vllm_032
+
 from kvfit.memory import encoder as E
 from kvfit.memory import profiles as P
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not importable")
+
+
+@pytest.fixture(autouse=True)
+def _vllm_here():
+    """vLLM's code is the oracle: skip without it, fail under CI (tests/needs_vllm.py)."""
+    require_vllm()
 
 MODELS = Path(__file__).resolve().parent.parent / "data" / "models"
 V032 = P.profile_for("0.32.0")
@@ -56,9 +63,7 @@ def _stub_torchvision() -> list[str]:
 
 @pytest.fixture(scope="module")
 def vllm032():
-    version = P.installed_vllm_version()
-    if version is None or P.release_of(version) != (0, 32, 0):
-        pytest.skip(f"these expectations are for vLLM 0.32.0 (installed: {version})")
+    require_vllm_032()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers.image_utils  # noqa: F401  (transformers decides torchvision is absent first)
     import vllm.config  # noqa: F401

@@ -32,11 +32,18 @@ from types import SimpleNamespace
 
 import pytest
 
+from tests.needs_vllm import require_vllm, require_vllm_032
+
 from kvfit.memory import encoder as E
 from kvfit.memory import profiles as P
 from kvfit.sources.processor import pick, read_dir
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not importable")
+
+
+@pytest.fixture(autouse=True)
+def _vllm_here():
+    """vLLM's code is the oracle: skip without it, fail under CI (tests/needs_vllm.py)."""
+    require_vllm()
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 MODELS = DATA / "models"
@@ -53,9 +60,7 @@ def _helpers():
 
 @pytest.fixture(scope="module")
 def vllm032():
-    version = P.installed_vllm_version()
-    if version is None or P.release_of(version) != (0, 32, 0):
-        pytest.skip(f"these expectations are for vLLM 0.32.0 (installed: {version})")
+    require_vllm_032()
     import os
     import sys
 

