@@ -70,3 +70,23 @@ def invoke(args, input: str | None = None) -> Invoked:
 
     check_output(args, out.getvalue())          # any JSON it printed validates against the shipped schema
     return Invoked(code, out.getvalue(), err.getvalue())
+
+
+def isolate(monkeypatch, tmp_path, columns: int = 200, probe: bool = True):
+    """The environment every in-process run gets: an empty HF cache, offline, kvfit's cache under tmp_path,
+    a fixed terminal width, none of the variables that change kvfit's answer, and (probe) NVML seeing no
+    GPU. Returns the HF cache directory."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir(exist_ok=True)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("COLUMNS", str(columns))
+    for var in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY",
+                "KVFIT_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    if probe:
+        from kvfit.gpu import nvml
+
+        monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((), "test: no GPU"))
+    return cache

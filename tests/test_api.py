@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kvfit_harness import invoke
+from kvfit_harness import invoke, isolate
 
 ROOT = Path(__file__).resolve().parents[1]
 ORPHEUS = "canopylabs/orpheus-3b-0.1-ft"
@@ -28,17 +28,7 @@ HEAVY = ("torch", "transformers", "vllm", "rich", "huggingface_hub", "yaml")
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("COLUMNS", "200")
-    for var in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "GITHUB_ACTIONS", "KVFIT_DEBUG"):
-        monkeypatch.delenv(var, raising=False)
-    from kvfit.gpu import nvml
-
-    monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((), "test: no GPU"))
+    isolate(monkeypatch, tmp_path)
 
 
 def cli_json(*args: str):

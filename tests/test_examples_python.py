@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from kvfit_harness import invoke
+from kvfit_harness import invoke, isolate
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "python"
@@ -29,14 +29,7 @@ V = "0.32.0"
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("COLUMNS", "200")
-    for var in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "KVFIT_DEBUG"):
-        monkeypatch.delenv(var, raising=False)
-    from kvfit.gpu import nvml
-
-    monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((), "test: no GPU"))
+    isolate(monkeypatch, tmp_path)
 
 
 def env_for(tmp_path: Path, **extra: str) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from kvfit_harness import invoke
+from kvfit_harness import invoke, isolate
 from kvfit_schema import schema_name, validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,18 +38,7 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("COLUMNS", "200")
-    for var in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY",
-                "KVFIT_DEBUG"):
-        monkeypatch.delenv(var, raising=False)
-    from kvfit.gpu import nvml
-
-    monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((), "test: no GPU"))
+    isolate(monkeypatch, tmp_path)
 
 
 def digest(schema: dict) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kvfit_harness import invoke
+from kvfit_harness import invoke, isolate
 
 HERE = Path(__file__).resolve()
 DATA = HERE.parents[1] / "data" / "logs"
@@ -48,13 +48,7 @@ ERROR_LINES = [(r["obs_id"], i, line) for r in RECORDS for i, line in enumerate(
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("COLUMNS", "250")
-    for var in ("VLLM_CPU_KVCACHE_SPACE", "CUDA_VISIBLE_DEVICES"):
-        monkeypatch.delenv(var, raising=False)
+    isolate(monkeypatch, tmp_path, columns=250)
 
 
 def explain(text: str | None = None, *args: str, path: Path | None = None):

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kvfit_harness import isolate
+
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHES = REPO / "tests" / "data" / "launches"
 EXAMPLES = REPO / "examples"
@@ -52,19 +54,7 @@ class Res:
 
 @pytest.fixture(autouse=True)
 def hermetic(tmp_path, monkeypatch):
-    cache = tmp_path / "hf-cache"
-    cache.mkdir()
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("COLUMNS", "200")
-    for var in ("CUDA_VISIBLE_DEVICES", "VLLM_CPU_KVCACHE_SPACE", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY",
-                "KVFIT_DEBUG"):
-        monkeypatch.delenv(var, raising=False)
-    from kvfit.gpu import nvml
-
-    monkeypatch.setattr(nvml, "probe", lambda: nvml.ProbeResult((), "test: no GPU"))
-    return cache
+    return isolate(monkeypatch, tmp_path)
 
 
 @pytest.fixture
