@@ -340,7 +340,7 @@ LAYERNORM_BIAS = {"gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "RefinedWeb",
 # Whisper's decoder layers norm self attention, cross attention and the MLP (whisper.py).
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3, "gemma4": 4,
                    "gemma4_text": 4, "zamba2": 1, "gemma3n": 4,
-                   "gemma3n_text": 4}
+                   "gemma3n_text": 4, "plamo2": 4}    # plamo2.py: pre/post mixer and pre/post MLP norms
 
 # Learned absolute positions: (config key, extra rows). opt.py OPTLearnedPositionalEmbedding adds 2.
 LEARNED_POSITIONS = {"opt": ("max_position_embeddings", 2), "gpt2": ("n_positions", 0),

@@ -442,6 +442,58 @@ _V0_ONLY = {
 }
 
 
+# Architectures vLLM served only in a range of releases, and that kvfit models only there: (first release whose
+# model_executor/models/registry.py lists it, last release that served it, first release whose V1 engine runs
+# it). The last release is _PREVIOUSLY_SUPPORTED_MODELS's value from the next release on (registry.py 0.24.0:
+# "MiniMaxText01ForCausalLM": "0.23.0" and its MiniMax siblings; 0.27.0: "Plamo2ForCausalLM": "0.26.0").
+# First V1 release: _V0_ONLY above (MiniMaxText01ForCausalLM SupportsV0Only up to 0.10.0, Plamo2ForCausalLM up
+# to 0.10.1); on 0.10.1 a model with inner state still runs V0 unless VLLM_USE_V1=1 (_v1_experimental "Mamba").
+SERVED_RELEASES: dict[str, tuple[tuple[int, int, int], str, tuple[int, int, int]]] = {
+    "MiniMaxText01ForCausalLM": ((0, 8, 3), "0.23.0", (0, 10, 1)),
+    "MiniMaxVL01ForConditionalGeneration": ((0, 9, 0), "0.23.0", (0, 10, 1)),
+    "MiniMaxM1ForCausalLM": ((0, 9, 2), "0.23.0", (0, 10, 1)),
+    "MiniMaxForCausalLM": ((0, 10, 0), "0.23.0", (0, 10, 1)),
+    "Plamo2ForCausalLM": ((0, 8, 5), "0.26.0", (0, 10, 2)),
+}
+
+
+def served_release_error(version: str, architectures: tuple[str, ...], engine: str) -> str | None:
+    """Why vLLM `version` (on `engine`) cannot run, or kvfit cannot model, one of SERVED_RELEASES' architectures.
+
+    After the last release: vLLM's own ValueError (registry.py::_ModelRegistry.inspect_model_cls, 0.24.0-0.33.0).
+    Before the first: the release's registry has no entry. On V0 (MiniMax 0.8.3-0.10.x, PLaMo2 0.8.5-0.10.1) the
+    state lives in a cache manager the model allocates itself during the profile run (models/minimax_cache.py
+    MinimaxCacheManager in float32, models/mamba_cache.py MambaCacheManager), outside the KV cache: kvfit does not
+    model it and says so."""
+    v = _v(version)
+    for arch in architectures:
+        if arch not in SERVED_RELEASES:
+            continue
+        first, last, first_v1 = SERVED_RELEASES[arch]
+        if v > _v(last):
+            return (f"Model architecture {arch} was supported in vLLM until v{last}, and is not supported anymore. "
+                    "Please use an older version of vLLM if you want to use this model architecture. "
+                    f"(vLLM {version}, model_executor/models/registry.py); kvfit models it for the releases that "
+                    f"served it: try --vllm-version {last}")
+        if v < first:
+            return (f"vLLM {version} does not serve {arch} (model_executor/models/registry.py lists it from "
+                    f"{'.'.join(map(str, first))}); try --vllm-version {last}")
+        if engine == "V0":
+            v1 = ".".join(map(str, first_v1))
+            how = (" (on 0.10.1 with VLLM_USE_V1=1)" if first_v1 == (0, 10, 1) else "")
+            return (f"{arch} runs on vLLM {version}'s V0 engine, which keeps its linear-attention / mamba state in "
+                    "a cache the model allocates itself outside the KV cache; kvfit models this family on the V1 "
+                    f"engine only, from vLLM {v1}{how} to {last}: try --vllm-version {last}")
+    return None
+
+
+def minimax_fp32_state_refused(version: str) -> bool:
+    """MambaStateDtypeCalculator.linear_attention_state_dtype raises ValueError("fp32 state for minimax is not
+    yet supported") for --mamba-cache-dtype float32 in 0.10.1-0.20.x (model_executor/layers/mamba/mamba_utils.py;
+    the check is gone in 0.21.0)."""
+    return _v(version) < (0, 21, 0)
+
+
 def v0_only_architectures(version: str) -> frozenset[str]:
     v = _v(version)
     keys = [k for k in _V0_ONLY if k <= v]
@@ -458,6 +510,18 @@ def _env_flag(env: Mapping[str, str] | None, name: str) -> str | None:
 
 
 def engine_for(version: str | None, env: Mapping[str, str] | None = None, *, device: str = "cuda",
+               architectures: tuple[str, ...] = (), **facts) -> EngineChoice:
+    """V0 or V1 (_engine_for), then SERVED_RELEASES: an architecture the release does not serve, or serves on
+    an engine kvfit does not model for it, is an error (exit 2)."""
+    choice = _engine_for(version, env, device=device, architectures=architectures, **facts)
+    if choice.error is None and set(architectures) & set(SERVED_RELEASES):
+        why = served_release_error(version or CURRENT_VERSION, architectures, choice.engine)
+        if why:
+            return EngineChoice(choice.engine, choice.reason, error=why)
+    return choice
+
+
+def _engine_for(version: str | None, env: Mapping[str, str] | None = None, *, device: str = "cuda",
                compute_capability: tuple[int, int] | None = None, kv_cache_dtype: str = "auto",
                model_dtype: str | None = None, quantization: str | None = None, cpu_offload_gb: float = 0,
                enable_lora: bool = False, pipeline_parallel_size: int = 1,

@@ -24,8 +24,8 @@ from ..memory.overhead import (Overhead, cuda_context_bytes, estimate_cudagraph_
                                is_multimodal)
 from ..memory.profiles import (Profile, batch_defaults, cudagraph_headroom_warning, cudagraph_rule,
                                gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, max_len_refusal,
-                               mxfp4_moe_backend, reported_tokens, resolve_batch, rope_scaled_max_len, v0_batch,
-                               v0_chunked_prefill)
+                               minimax_fp32_state_refused, mxfp4_moe_backend, reported_tokens, resolve_batch,
+                               rope_scaled_max_len, v0_batch, v0_chunked_prefill)
 from ..memory import parallel as P
 from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
@@ -342,6 +342,11 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
     mode = _mamba_cache_mode(arch, settings)
     release: dict = {}
     if profile is not None:
+        if settings.mamba_cache_dtype == "float32" and minimax_fp32_state_refused(profile.version) \
+                and any(x.kind == "linear_attn" for x in arch.mamba_layers):
+            raise BadInput(f"--mamba-cache-dtype float32: vLLM {profile.version} raises \"fp32 state for minimax is "
+                           "not yet supported\" (model_executor/layers/mamba/mamba_utils.py)",
+                           "Leave --mamba-cache-dtype at auto, or use vLLM 0.21.0 or later.")
         rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device)
         if rule.unify_local and profile.engine == "V1" and not arch.mamba_layers:   # V0: all_full instead;
             # mamba hybrids ran V0 on these releases (profiles.engine_for)
