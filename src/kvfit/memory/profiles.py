@@ -494,6 +494,25 @@ def minimax_fp32_state_refused(version: str) -> bool:
     return _v(version) < (0, 21, 0)
 
 
+def hybrid_prefix_caching_unsupported_model(version: str, requested: bool | None) -> bool:
+    """Whether prefix caching (so mamba_cache_mode "align") is on in vLLM `version` for a hybrid model class
+    WITHOUT SupportsMambaPrefixCaching (MiniMaxText01ForCausalLM and Plamo2ForCausalLM in every release that
+    served them); `requested`: --enable-prefix-caching / --no-enable-prefix-caching, None when not given.
+
+    0.10.1-0.11.x: model_executor/models/config.py::MambaModelConfig sets enable_prefix_caching = False ("not yet
+    supported"), and v1/kv_cache_interface.py::MambaSpec charges one page per request. 0.12.0-0.14.x: the same
+    class disables it for a model without supports_mamba_prefix_caching. 0.15.0-0.25.x: on by default
+    (engine/arg_utils.py default_prefix_caching = is_prefix_caching_supported) and MambaModelConfig picks
+    mamba_cache_mode "align" for such a model. 0.26.0-0.27.x: off by default for hybrids
+    ("is_prefix_caching_supported and not model_config.is_hybrid"), "align" when asked for."""
+    v = _v(version)
+    if v < (0, 15, 0):
+        return False
+    if requested is not None:
+        return requested
+    return not (0, 26, 0) <= v < (0, 28, 0)
+
+
 def v0_only_architectures(version: str) -> frozenset[str]:
     v = _v(version)
     keys = [k for k in _V0_ONLY if k <= v]
