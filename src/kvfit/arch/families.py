@@ -369,7 +369,9 @@ ROUTER_QUANTIZED = {"qwen3_moe", "qwen3_vl_moe_text", "qwen3_omni_moe_text", "lf
 
 # Routers kept in float32 (GateLinear(params_dtype=torch.float32): minimax_m2.py, glm4_moe.py,
 # ernie45_moe.py, afmoe.py, step3p5.py; mimo_v2.py: moe_router_dtype, float32 by default).
-ROUTER_FP32 = {"minimax_m2", "glm4_moe", "ernie4_5_moe", "afmoe", "step3p5", "mimo_v2_flash", "mimo_v2"}
+# minimax_text_01.py MiniMaxText01MoE: gate ReplicatedLinear(params_dtype=torch.float32), 0.10.1-0.23.0.
+ROUTER_FP32 = {"minimax_m2", "glm4_moe", "ernie4_5_moe", "afmoe", "step3p5", "mimo_v2_flash", "mimo_v2",
+               "minimax", "minimax_text_01", "minimax_m1"}
 
 # LM head always tied to the embedding, whatever tie_word_embeddings says (gemma2.py computes the
 # logits from model.embed_tokens and builds no lm_head).

@@ -345,6 +345,15 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
     if model_type == "gemma3" and where:
         defaults = dict(F.CLASS_DEFAULTS["gemma3_text"])
     r = _Reader(cfg, defaults, where)
+    # vLLM picks the model class by architecture (model_executor/models/registry.py): a MiniMax linear-attention
+    # or PLaMo2 architecture under another model_type string is still that family.
+    for a in archs if isinstance(archs, list) else []:
+        fam = ("minimax_text_01" if a in F.MINIMAX_LINEAR_ARCHITECTURES
+               else "plamo2" if a in F.PLAMO2_ARCHITECTURES else None)
+        if fam is not None and model_type not in F.MAMBA_FAMILIES:
+            r.inferred.append(f"model_type {model_type!r} read as {fam}: vLLM runs {a} with that model class")
+            model_type = fam
+            break
     remote_code = "auto_map" in config or "auto_map" in cfg
     if remote_code:
         r.inferred.append("config.json has auto_map (custom code, trust_remote_code): kvfit read it as data "
