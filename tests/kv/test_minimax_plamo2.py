@@ -231,3 +231,20 @@ def test_plamo2_needs_mamba_step_above_one():
     from kvfit.errors import ConfigError
     with pytest.raises(ConfigError, match="mamba_step"):
         normalize({**PLAMO2_TINY, "mamba_step": 1})
+
+
+@pytest.mark.parametrize("version, block", [
+    # --block-size 32 on the PLaMo2 test input (68,608 B state, 256 B per attention token):
+    # 0.11.0 models/config.py::HybridAttentionMambaModelConfig: attn_block_size = 16 * cdiv(68608, 16 * 256) = 272
+    # > 32, so 272; 0.19.0: kernel_block_alignment_size = 16, the same 272;
+    # 0.20.0 platforms/interface.py::_align_hybrid_block_size: alignment max(16, 32) = 32 ->
+    # 32 * cdiv(68608, 32 * 256) = 288.
+    ("0.11.0", 272), ("0.19.0", 272), ("0.20.0", 288), ("0.26.0", 288),
+])
+def test_plamo2_hybrid_alignment_with_a_user_block_size(tmp_path, version, block):
+    (tmp_path / "config.json").write_text(json.dumps(PLAMO2_TINY))
+    r = invoke(["check", str(tmp_path), "--gpu", "H100", "--vllm-version", version, "--block-size", "32", "--json"])
+    assert r.rc == 0, r
+    assert r.json["kv"]["attention_block_size"] == block
+    # mamba page padded to block x 256 B; 4 mamba + 4 attention layers per group pair
+    assert r.json["kv"]["bytes_per_block"] == 4 * block * 256

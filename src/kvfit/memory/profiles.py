@@ -908,6 +908,12 @@ class KVLayoutRule:
     # 0.9.1-0.10.x group the layers of one type in consecutive runs (layers[i:i + group_size]), 0.11+
     # strided (layers[i::num_groups]); it matters only for which stage a group's layers sit on.
     strided_groups: bool = True
+    # Hybrid (attention + mamba) block alignment, non-MLA models: before 0.20 the attention block is
+    # max(--block-size, 16 * cdiv(mamba page, 16 * attention page of one token)) (models/config.py::
+    # HybridAttentionMambaModelConfig: "attn_block_size = 16 * cdiv(...)" in 0.10.1-0.11.x,
+    # kernel_block_alignment_size = 16 in 0.12.0-0.19.x); from 0.20.0 the alignment is
+    # max(smallest kernel block, --block-size) (platforms/interface.py::_align_hybrid_block_size).
+    hybrid_align_fixed: bool = False
 
 
 def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, device: str = "cuda") -> KVLayoutRule:
@@ -932,7 +938,7 @@ def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, de
                         in_flight_batches=v >= (0, 26, 0), extra_retained=v >= (0, 28, 0),
                         null_block_in_check=v >= (0, 29, 0), mla_align_256=False,
                         chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0),
-                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0))
+                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0), hybrid_align_fixed=v < (0, 20, 0))
 
 
 def fused_moe_chunk_tokens(profile: Profile | str, env: Mapping[str, str] | None = None) -> int | None:

@@ -356,7 +356,7 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
             # mamba hybrids ran V0 on these releases (profiles.engine_for)
             hybrid = False
         release = dict(full_attention_only=rule.all_full, chunked_as_full=rule.chunked_as_full,
-                       group_ratio=rule.group_ratio,
+                       group_ratio=rule.group_ratio, hybrid_align_fixed=rule.hybrid_align_fixed,
                        mla_align_elems=256 // model_bytes if rule.mla_align_256 and arch.use_mla else 0)
         gdn = [x for x in arch.mamba_layers if x.kind == "gdn"]
         if gdn:
