@@ -193,6 +193,12 @@ MAMBA_FAMILIES: dict[str, dict] = {
     # zamba2.py: mamba2 in every layer (intermediate = mamba_expand * hidden), plus one attention on each
     # "hybrid" layer; vLLM registers every attention module before the mamba mixers.
     "zamba2": {"mixer": "mamba2", "layout": "zamba2"},
+    # minimax_text_01.py: attn_type_list 0 (lightning linear attention) / 1 (full attention); see MINIMAX_LINEAR.
+    "minimax": {"mixer": "linear_attn", "layout": "minimax"},
+    "minimax_text_01": {"mixer": "linear_attn", "layout": "minimax"},
+    "minimax_m1": {"mixer": "linear_attn", "layout": "minimax"},
+    # plamo2.py: is_mamba(config, i) from mamba_step; see PLAMO2.
+    "plamo2": {"mixer": "plamo2_mamba", "layout": "plamo2"},
 }
 
 # transformers_utils/model_arch_config_convertor.py::MambaModelArchConfigConvertor: head size and KV
@@ -270,21 +276,35 @@ ZAMBA2 = {"zamba2"}
 KIMI_LINEAR = {"kimi_linear"}
 
 # Families whose KV kvfit does not derive (refused rather than guessed), with the reason.
-NOT_MODELLED = {
-    # model_executor/models/registry.py::_PREVIOUSLY_SUPPORTED_MODELS (0.32): "MiniMaxText01ForCausalLM":
-    # "0.23.0", "Plamo2ForCausalLM": "0.26.0"; vLLM raises "was supported in vLLM until v0.23.0, and is not
-    # supported anymore". kvfit does not model the linear-attention state of the releases that served them.
-    "minimax": "vLLM serves MiniMax-Text-01 / MiniMax-M1 (lightning linear attention) only up to v0.23.0 "
-               "(model_executor/models/registry.py, _PREVIOUSLY_SUPPORTED_MODELS); kvfit does not model the "
-               "linear-attention state of those releases",
-    "plamo2": "vLLM serves PLaMo2 only up to v0.26.0 (model_executor/models/registry.py, "
-              "_PREVIOUSLY_SUPPORTED_MODELS); kvfit does not model the mamba state of those releases",
-}
+NOT_MODELLED: dict[str, str] = {}
 # The same refusal by architecture name (a config's model_type may be a custom one under auto_map).
-NOT_MODELLED_ARCHITECTURES = {
-    "MiniMaxForCausalLM": "minimax", "MiniMaxText01ForCausalLM": "minimax", "MiniMaxM1ForCausalLM": "minimax",
-    "MiniMaxVL01ForConditionalGeneration": "minimax", "Plamo2ForCausalLM": "plamo2",
-}
+NOT_MODELLED_ARCHITECTURES: dict[str, str] = {}
+
+# --- MiniMax-Text-01 / MiniMax-M1 / MiniMax-VL-01: lightning linear attention (served 0.8.3-0.23.0) -----
+# model_executor/models/minimax_text_01.py (0.10.1-0.23.0, the same in every release read): layer i is linear
+# attention when decoder_attention_types[i] == 0, full attention when 1; decoder_attention_types is
+# config.attn_type_list, else config.decoder_attention_types, else config.layer_types mapped
+# ("linear_attention" 0, "full_attention" 1, anything else ValueError), else every layer full.
+# Linear layers (MiniMaxText01LinearAttention, a MambaBase; 0.23.0 layers/mamba/linear/minimax_linear_attn.py)
+# keep ONE state tensor (num_attention_heads / tp, head_dim, head_dim)
+# (mamba_utils.py::MambaStateShapeCalculator.linear_attention_state_shape) in mamba_cache_dtype (auto: the
+# model dtype; MambaStateDtypeCalculator.linear_attention_state_dtype, which raises "fp32 state for minimax is
+# not yet supported" for mamba_cache_dtype float32 up to 0.20.x, memory/profiles.py). head_dim = config.head_dim,
+# else hidden_size // num_attention_heads. Full layers: MiniMaxText01Attention, num_key_value_heads KV heads of
+# head_dim; it passes no per-layer window (Attention takes cache_config.sliding_window).
+MINIMAX_LINEAR = {"minimax", "minimax_text_01", "minimax_m1"}
+MINIMAX_LINEAR_ARCHITECTURES = {"MiniMaxForCausalLM", "MiniMaxText01ForCausalLM", "MiniMaxM1ForCausalLM",
+                                "MiniMaxVL01ForConditionalGeneration"}
+
+# --- PLaMo2 (model_executor/models/plamo2.py, served 0.8.5-0.26.0) -----------------------------------------
+# plamo2.py::is_mamba (0.10.2-0.26.0 alike): with num_hidden_layers <= mamba_step // 2 every layer but the last is
+# mamba; otherwise layer i is mamba unless i % mamba_step == mamba_step // 2. Mamba layers (Plamo2MambaMixer, a
+# MambaBase, not MambaMixer2: no prefill checkpoint block, no speculative widening) keep the mamba2 state with
+# n_groups=0: conv (mamba_num_heads * hidden_size_per_head / tp, mamba_d_conv - 1), ssm (mamba_num_heads / tp,
+# hidden_size_per_head, mamba_d_state) (MambaStateShapeCalculator.mamba2_state_shape; dtypes mamba2_state_dtype).
+# Attention layers (Plamo2AttentionMixer): num_key_value_heads KV heads of hidden_size_per_head.
+PLAMO2 = {"plamo2"}
+PLAMO2_ARCHITECTURES = {"Plamo2ForCausalLM"}
 
 # --- weights from config.json (arch/params.py) ------------------------------------------------------
 # Which modules hold parameters, per family, as vLLM 0.32's model files build them. Small terms (norms,
@@ -320,7 +340,7 @@ LAYERNORM_BIAS = {"gpt2", "gpt_bigcode", "opt", "bloom", "falcon", "RefinedWeb",
 # Whisper's decoder layers norm self attention, cross attention and the MLP (whisper.py).
 NORMS_PER_LAYER = {"gemma2": 4, "gemma3": 4, "gemma3_text": 4, "nemotron_h": 1, "whisper": 3, "gemma4": 4,
                    "gemma4_text": 4, "zamba2": 1, "gemma3n": 4,
-                   "gemma3n_text": 4}
+                   "gemma3n_text": 4, "plamo2": 4}    # plamo2.py: pre/post mixer and pre/post MLP norms
 
 # Learned absolute positions: (config key, extra rows). opt.py OPTLearnedPositionalEmbedding adds 2.
 LEARNED_POSITIONS = {"opt": ("max_position_embeddings", 2), "gpt2": ("n_positions", 0),
@@ -349,7 +369,9 @@ ROUTER_QUANTIZED = {"qwen3_moe", "qwen3_vl_moe_text", "qwen3_omni_moe_text", "lf
 
 # Routers kept in float32 (GateLinear(params_dtype=torch.float32): minimax_m2.py, glm4_moe.py,
 # ernie45_moe.py, afmoe.py, step3p5.py; mimo_v2.py: moe_router_dtype, float32 by default).
-ROUTER_FP32 = {"minimax_m2", "glm4_moe", "ernie4_5_moe", "afmoe", "step3p5", "mimo_v2_flash", "mimo_v2"}
+# minimax_text_01.py MiniMaxText01MoE: gate ReplicatedLinear(params_dtype=torch.float32), 0.10.1-0.23.0.
+ROUTER_FP32 = {"minimax_m2", "glm4_moe", "ernie4_5_moe", "afmoe", "step3p5", "mimo_v2_flash", "mimo_v2",
+               "minimax", "minimax_text_01", "minimax_m1"}
 
 # LM head always tied to the embedding, whatever tie_word_embeddings says (gemma2.py computes the
 # logits from model.embed_tokens and builds no lm_head).

@@ -345,6 +345,15 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
     if model_type == "gemma3" and where:
         defaults = dict(F.CLASS_DEFAULTS["gemma3_text"])
     r = _Reader(cfg, defaults, where)
+    # vLLM picks the model class by architecture (model_executor/models/registry.py): a MiniMax linear-attention
+    # or PLaMo2 architecture under another model_type string is still that family.
+    for a in archs if isinstance(archs, list) else []:
+        fam = ("minimax_text_01" if a in F.MINIMAX_LINEAR_ARCHITECTURES
+               else "plamo2" if a in F.PLAMO2_ARCHITECTURES else None)
+        if fam is not None and model_type not in F.MAMBA_FAMILIES:
+            r.inferred.append(f"model_type {model_type!r} read as {fam}: vLLM runs {a} with that model class")
+            model_type = fam
+            break
     remote_code = "auto_map" in config or "auto_map" in cfg
     if remote_code:
         r.inferred.append("config.json has auto_map (custom code, trust_remote_code): kvfit read it as data "
@@ -697,6 +706,13 @@ def _mamba_params(r: _Reader, model_type: str, mixer: str, hidden: int) -> tuple
             inter = g("mamba_expand") * hidden
         return (("intermediate", inter), ("n_groups", g("mamba_n_groups")), ("heads", g("mamba_n_heads")),
                 ("head_dim", g("mamba_d_head")), ("d_state", g("mamba_d_state")), ("d_conv", g("mamba_d_conv")))
+    if mixer == "linear_attn":      # minimax_text_01.py: (num_attention_heads, head_dim or hidden // heads)
+        heads = g("num_attention_heads")
+        return (("heads", heads), ("head_dim", _head_size(r, hidden, heads)))
+    if mixer == "plamo2_mamba":     # plamo2.py::get_mamba_state_shape_from_config: mamba2 shape, n_groups 0
+        heads, head_dim = g("mamba_num_heads"), g("hidden_size_per_head")
+        return (("intermediate", heads * head_dim), ("n_groups", 0), ("heads", heads), ("head_dim", head_dim),
+                ("d_state", g("mamba_d_state")), ("d_conv", g("mamba_d_conv")))
     if mixer == "short_conv":       # lfm2.py: conv_dim; lfm2_moe.py: hidden_size
         dim = hidden if model_type == "lfm2_moe" else g("conv_dim", hidden)
         return (("dim", dim), ("kernel", g("conv_L_cache")))
@@ -762,6 +778,16 @@ def _mamba_family_layers(r: _Reader, model_type: str, n: int, hidden: int, heads
         # zamba2.py builds every shared block's Attention modules before the layers' mamba mixers
         attn = [AttentionLayer(i, "full", kv_heads, head, head) for i in range(n) if is_attn[i]]
         return attn + [MambaLayer(i, mixer, params) for i in range(n)], head, kv_heads
+    elif layout == "minimax":
+        is_attn = _minimax_attention_types(r, n)
+    elif layout == "plamo2":
+        step = r.int("mamba_step", r.raw("mamba_step"))
+        if step <= 1:       # plamo2.py::is_mamba asserts mamba_step > 1
+            raise ConfigError(f"config.json{r.where}: mamba_step must be above 1 (plamo2.py asserts it), got {step}")
+        if n <= step // 2:  # "use attention in last layer"
+            is_attn = [i == n - 1 for i in range(n)]
+        else:
+            is_attn = [i % step == step // 2 for i in range(n)]
     else:   # layer_types
         lt = r.cfg.get("layer_types")
         if not isinstance(lt, list) or not lt:
@@ -785,6 +811,34 @@ def _mamba_family_layers(r: _Reader, model_type: str, n: int, hidden: int, heads
         elif layout != "pattern" or is_mamba[i]:
             layers.append(MambaLayer(i, mixer, params))
     return layers, head, kv_heads
+
+
+def _minimax_attention_types(r: _Reader, n: int) -> list[bool]:
+    """minimax_text_01.py::MiniMaxText01Model (0.10.1-0.23.0): decoder_attention_types is attn_type_list, else
+    decoder_attention_types (the first truthy one), else layer_types mapped (linear_attention 0, full_attention 1,
+    anything else a ValueError), else every layer full (1). True: full attention."""
+    types = r.cfg.get("attn_type_list") or r.cfg.get("decoder_attention_types")
+    if not types and r.cfg.get("layer_types") is not None:
+        lt = r.cfg["layer_types"]
+        if not isinstance(lt, list):
+            raise ConfigError(f"config.json{r.where}: layer_types must be a list")
+        types = []
+        for t in lt:
+            if t not in ("linear_attention", "full_attention"):
+                raise ConfigError(f"config.json{r.where}: layer type {t!r} is not one vLLM's MiniMax model reads "
+                                  "(\"Unsupported layer type\", minimax_text_01.py)")
+            types.append(0 if t == "linear_attention" else 1)
+    if not types:
+        return [True] * n
+    if not isinstance(types, list) or len(types) < n:
+        raise ConfigError(f"config.json{r.where}: attn_type_list needs one entry (0 linear, 1 full) for each of "
+                          f"the {n} layers")
+    out = []
+    for t in types[:n]:
+        if isinstance(t, bool) or t not in (0, 1):
+            raise ConfigError(f"config.json{r.where}: attn_type_list entries must be 0 (linear) or 1 (full), got {t!r}")
+        out.append(t == 1)
+    return out
 
 
 def _note_remote_code_guesses(r: _Reader, heads: int, head: int) -> None:

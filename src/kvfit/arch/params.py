@@ -367,6 +367,23 @@ class _Builder:
             self.ten("mamba", dim * kern, p + ".conv1d")
             self.lin("mamba", 3 * dim, dim, p + ".in_proj", bias=bias)
             self.lin("mamba", dim, dim, p + ".out_proj", bias=bias)
+        elif m.kind == "linear_attn":                # 0.23.0 layers/mamba/linear/minimax_linear_attn.py (no bias)
+            p, inner = f"model.layers.{i}.self_attn", d["heads"] * d["head_dim"]
+            self.lin("mamba", 3 * inner, h, p + ".qkv_proj")
+            self.lin("mamba", inner, h, p + ".output_gate")
+            self.lin("mamba", h, inner, p + ".out_proj")
+            self.ten("norm", inner, p + ".norm")
+        elif m.kind == "plamo2_mamba":               # 0.26.0 plamo2.py::Plamo2MambaMixer (no bias)
+            p, di, nh, ds, dc = f"model.layers.{i}.mixer", d["intermediate"], d["heads"], d["d_state"], d["d_conv"]
+            rank = max(64, h // 16)                  # time_step_rank
+            self.ten("mamba", di * dc, p + ".conv1d")
+            self.lin("mamba", 2 * di, h, p + ".in_proj")
+            self.lin("mamba", rank + 2 * ds, di, p + ".bcdt_proj")
+            self.lin("mamba", nh, rank, p + ".dt_proj")
+            self.ten("mamba", nh, p + ".A", "F32")
+            self.ten("mamba", 2 * nh, p + ".D")     # D, dt_bias
+            self.lin("mamba", h, di, p + ".out_proj")
+            self.ten("norm", rank + 2 * ds, p + ".dt_norm")   # dt_norm, B_norm, C_norm
         elif m.kind == "kda":                        # kimi_gdn_linear_attn.py (not built on CPU: not checked)
             p, nh, hd, kern = f"model.layers.{i}.self_attn", d["heads"], d["head_dim"], d["kernel"]
             proj = nh * hd

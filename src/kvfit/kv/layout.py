@@ -54,6 +54,7 @@ class KVOptions:
     chunked_as_full: bool = False        # before 0.10.0: chunked local attention is full attention
     group_ratio: float = 1.5             # group size rule: 0 = smallest type's count (0.9.1-0.11)
     mla_align_elems: int = 0             # V0 0.7.2-0.7.3: MLA entry rounded up to this many values
+    hybrid_align_fixed: bool = False     # before 0.20: hybrid alignment 16 tokens whatever --block-size says
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,13 @@ def align_hybrid_block_size(arch: ModelArch, opt: KVOptions) -> tuple[int, int |
         heads = kv_heads_per_rank(arch.num_kv_heads, opt.tensor_parallel_size)
         attn_1 = heads * 2 * arch.head_size * opt.kv_dtype_bytes
     mamba_page = max(mamba_page_bytes(x, opt, model_shape=True) for x in arch.mamba_layers)
+    if opt.hybrid_align_fixed and not arch.use_mla:
+        # < 0.20 (profiles.KVLayoutRule.hybrid_align_fixed): models/config.py::HybridAttentionMambaModelConfig
+        # aligns to 16 tokens on every platform; the user's --block-size only wins when it is larger.
+        block = max(opt.block_size, 16 * cdiv(mamba_page, 16 * attn_1))
+        attn_page = block * attn_1
+        return (block, None, 0.0) if attn_page == mamba_page else \
+            (block, attn_page, 100 * (attn_page - mamba_page) / mamba_page)
     align = max(opt.kernel_block_base, opt.block_size)
     if arch.use_mla:
         align = max(align, 128)

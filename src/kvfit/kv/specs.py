@@ -177,10 +177,16 @@ def _divide(a: int, b: int, what: str) -> int:
 # (mamba_ssm_cache_dtype) or "f32" (always float32); MambaStateDtypeCalculator.{mamba1,mamba2,
 # gated_delta_net,short_conv,kda}_state_dtype. Kimi-Linear's KDA layer calls kda_state_dtype without the ssm
 # dtype (model_executor/layers/mamba/gdn/kimi_gdn_linear_attn.py), so its recurrent state is float32.
+# MiniMax's lightning linear attention keeps one state in mamba_cache_dtype
+# (MambaStateDtypeCalculator.linear_attention_state_dtype, 0.10.1-0.23.0); PLaMo2's mixer takes mamba2_state_dtype.
 MAMBA_STATE_DTYPES = {"mamba1": ("conv", "ssm"), "mamba2": ("conv", "ssm"), "gdn": ("conv", "ssm"),
-                      "short_conv": ("conv",), "kda": ("conv", "f32")}
-# num_prefill_checkpoint_blocks of each mixer's MambaSpec (MambaMixer2.get_kv_cache_spec: 1).
-MAMBA_CHECKPOINT_BLOCKS = {"mamba1": 0, "mamba2": 1, "gdn": 0, "short_conv": 0, "kda": 0}
+                      "short_conv": ("conv",), "kda": ("conv", "f32"), "linear_attn": ("conv",),
+                      "plamo2_mamba": ("conv", "ssm")}
+# num_prefill_checkpoint_blocks of each mixer's MambaSpec (MambaMixer2.get_kv_cache_spec: 1). MiniMax's and
+# PLaMo2's mixers build their MambaSpec in MambaBase.get_kv_cache_spec (model_executor/layers/mamba/abstract.py,
+# 0.15.0-0.26.0), which has no checkpoint blocks.
+MAMBA_CHECKPOINT_BLOCKS = {"mamba1": 0, "mamba2": 1, "gdn": 0, "short_conv": 0, "kda": 0, "linear_attn": 0,
+                           "plamo2_mamba": 0}
 # Mixers whose conv state widens with speculative tokens (num_spec in the shape calculator).
 MAMBA_SPEC_WIDENS = {"mamba2", "gdn", "short_conv", "kda"}
 
@@ -202,6 +208,10 @@ def mamba_state_shapes(kind: str, p: dict[str, int], tp: int, num_spec: int) -> 
                 (_divide(p["nv"], tp, "GatedDeltaNet value heads"), p["dv"], p["dk"]))
     if kind == "short_conv":        # MambaStateShapeCalculator.short_conv_state_shape
         return ((p["kernel"] - 1 + num_spec, _divide(p["dim"], tp, "short conv dim")),)
+    if kind == "linear_attn":       # MambaStateShapeCalculator.linear_attention_state_shape (MiniMax)
+        return ((_divide(p["heads"], tp, "linear attention heads"), p["head_dim"], p["head_dim"]),)
+    if kind == "plamo2_mamba":      # plamo2.py: mamba2_state_shape(n_groups=0), no num_spec passed
+        return mamba_state_shapes("mamba2", p, tp, 0)
     if kind == "kda":               # MambaStateShapeCalculator.kda_state_shape (k heads = heads)
         conv_dim = 3 * p["heads"] * p["head_dim"]
         return ((p["kernel"] - 1 + num_spec, _divide(conv_dim, tp, "KDA conv dim")),

@@ -442,6 +442,77 @@ _V0_ONLY = {
 }
 
 
+# Architectures vLLM served only in a range of releases, and that kvfit models only there: (first release whose
+# model_executor/models/registry.py lists it, last release that served it, first release whose V1 engine runs
+# it). The last release is _PREVIOUSLY_SUPPORTED_MODELS's value from the next release on (registry.py 0.24.0:
+# "MiniMaxText01ForCausalLM": "0.23.0" and its MiniMax siblings; 0.27.0: "Plamo2ForCausalLM": "0.26.0").
+# First V1 release: _V0_ONLY above (MiniMaxText01ForCausalLM SupportsV0Only up to 0.10.0, Plamo2ForCausalLM up
+# to 0.10.1); on 0.10.1 a model with inner state still runs V0 unless VLLM_USE_V1=1 (_v1_experimental "Mamba").
+SERVED_RELEASES: dict[str, tuple[tuple[int, int, int], str, tuple[int, int, int]]] = {
+    "MiniMaxText01ForCausalLM": ((0, 8, 3), "0.23.0", (0, 10, 1)),
+    "MiniMaxVL01ForConditionalGeneration": ((0, 9, 0), "0.23.0", (0, 10, 1)),
+    "MiniMaxM1ForCausalLM": ((0, 9, 2), "0.23.0", (0, 10, 1)),
+    "MiniMaxForCausalLM": ((0, 10, 0), "0.23.0", (0, 10, 1)),
+    "Plamo2ForCausalLM": ((0, 8, 5), "0.26.0", (0, 10, 2)),
+}
+
+
+def served_release_error(version: str, architectures: tuple[str, ...], engine: str) -> str | None:
+    """Why vLLM `version` (on `engine`) cannot run, or kvfit cannot model, one of SERVED_RELEASES' architectures.
+
+    After the last release: vLLM's own ValueError (registry.py::_ModelRegistry.inspect_model_cls, 0.24.0-0.33.0).
+    Before the first: the release's registry has no entry. On V0 (MiniMax 0.8.3-0.10.x, PLaMo2 0.8.5-0.10.1) the
+    state lives in a cache manager the model allocates itself during the profile run (models/minimax_cache.py
+    MinimaxCacheManager in float32, models/mamba_cache.py MambaCacheManager), outside the KV cache: kvfit does not
+    model it and says so."""
+    v = _v(version)
+    for arch in architectures:
+        if arch not in SERVED_RELEASES:
+            continue
+        first, last, first_v1 = SERVED_RELEASES[arch]
+        if v > _v(last):
+            return (f"Model architecture {arch} was supported in vLLM until v{last}, and is not supported anymore. "
+                    "Please use an older version of vLLM if you want to use this model architecture. "
+                    f"(vLLM {version}, model_executor/models/registry.py); kvfit models it for the releases that "
+                    f"served it: try --vllm-version {last}")
+        if v < first:
+            return (f"vLLM {version} does not serve {arch} (model_executor/models/registry.py lists it from "
+                    f"{'.'.join(map(str, first))}); try --vllm-version {last}")
+        if engine == "V0":
+            v1 = ".".join(map(str, first_v1))
+            how = (" (on 0.10.1 with VLLM_USE_V1=1)" if first_v1 == (0, 10, 1) else "")
+            return (f"{arch} runs on vLLM {version}'s V0 engine, which keeps its linear-attention / mamba state in "
+                    "a cache the model allocates itself outside the KV cache; kvfit models this family on the V1 "
+                    f"engine only, from vLLM {v1}{how} to {last}: try --vllm-version {last}")
+    return None
+
+
+def minimax_fp32_state_refused(version: str) -> bool:
+    """MambaStateDtypeCalculator.linear_attention_state_dtype raises ValueError("fp32 state for minimax is not
+    yet supported") for --mamba-cache-dtype float32 in 0.10.1-0.20.x (model_executor/layers/mamba/mamba_utils.py;
+    the check is gone in 0.21.0)."""
+    return _v(version) < (0, 21, 0)
+
+
+def hybrid_prefix_caching_unsupported_model(version: str, requested: bool | None) -> bool:
+    """Whether prefix caching (so mamba_cache_mode "align") is on in vLLM `version` for a hybrid model class
+    WITHOUT SupportsMambaPrefixCaching (MiniMaxText01ForCausalLM and Plamo2ForCausalLM in every release that
+    served them); `requested`: --enable-prefix-caching / --no-enable-prefix-caching, None when not given.
+
+    0.10.1-0.11.x: model_executor/models/config.py::MambaModelConfig sets enable_prefix_caching = False ("not yet
+    supported"), and v1/kv_cache_interface.py::MambaSpec charges one page per request. 0.12.0-0.14.x: the same
+    class disables it for a model without supports_mamba_prefix_caching. 0.15.0-0.25.x: on by default
+    (engine/arg_utils.py default_prefix_caching = is_prefix_caching_supported) and MambaModelConfig picks
+    mamba_cache_mode "align" for such a model. 0.26.0-0.27.x: off by default for hybrids
+    ("is_prefix_caching_supported and not model_config.is_hybrid"), "align" when asked for."""
+    v = _v(version)
+    if v < (0, 15, 0):
+        return False
+    if requested is not None:
+        return requested
+    return not (0, 26, 0) <= v < (0, 28, 0)
+
+
 def v0_only_architectures(version: str) -> frozenset[str]:
     v = _v(version)
     keys = [k for k in _V0_ONLY if k <= v]
@@ -458,6 +529,18 @@ def _env_flag(env: Mapping[str, str] | None, name: str) -> str | None:
 
 
 def engine_for(version: str | None, env: Mapping[str, str] | None = None, *, device: str = "cuda",
+               architectures: tuple[str, ...] = (), **facts) -> EngineChoice:
+    """V0 or V1 (_engine_for), then SERVED_RELEASES: an architecture the release does not serve, or serves on
+    an engine kvfit does not model for it, is an error (exit 2)."""
+    choice = _engine_for(version, env, device=device, architectures=architectures, **facts)
+    if choice.error is None and set(architectures) & set(SERVED_RELEASES):
+        why = served_release_error(version or CURRENT_VERSION, architectures, choice.engine)
+        if why:
+            return EngineChoice(choice.engine, choice.reason, error=why)
+    return choice
+
+
+def _engine_for(version: str | None, env: Mapping[str, str] | None = None, *, device: str = "cuda",
                compute_capability: tuple[int, int] | None = None, kv_cache_dtype: str = "auto",
                model_dtype: str | None = None, quantization: str | None = None, cpu_offload_gb: float = 0,
                enable_lora: bool = False, pipeline_parallel_size: int = 1,
@@ -825,6 +908,12 @@ class KVLayoutRule:
     # 0.9.1-0.10.x group the layers of one type in consecutive runs (layers[i:i + group_size]), 0.11+
     # strided (layers[i::num_groups]); it matters only for which stage a group's layers sit on.
     strided_groups: bool = True
+    # Hybrid (attention + mamba) block alignment, non-MLA models: before 0.20 the attention block is
+    # max(--block-size, 16 * cdiv(mamba page, 16 * attention page of one token)) (models/config.py::
+    # HybridAttentionMambaModelConfig: "attn_block_size = 16 * cdiv(...)" in 0.10.1-0.11.x,
+    # kernel_block_alignment_size = 16 in 0.12.0-0.19.x); from 0.20.0 the alignment is
+    # max(smallest kernel block, --block-size) (platforms/interface.py::_align_hybrid_block_size).
+    hybrid_align_fixed: bool = False
 
 
 def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, device: str = "cuda") -> KVLayoutRule:
@@ -849,7 +938,7 @@ def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, de
                         in_flight_batches=v >= (0, 26, 0), extra_retained=v >= (0, 28, 0),
                         null_block_in_check=v >= (0, 29, 0), mla_align_256=False,
                         chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0),
-                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0))
+                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0), hybrid_align_fixed=v < (0, 20, 0))
 
 
 def fused_moe_chunk_tokens(profile: Profile | str, env: Mapping[str, str] | None = None) -> int | None:

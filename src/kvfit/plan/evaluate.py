@@ -23,9 +23,9 @@ from ..memory.encoder import encoder_profile
 from ..memory.overhead import (Overhead, cuda_context_bytes, estimate_cudagraph_bytes, estimate_overhead,
                                is_multimodal)
 from ..memory.profiles import (Profile, batch_defaults, cudagraph_headroom_warning, cudagraph_rule,
-                               gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, max_len_refusal,
-                               mxfp4_moe_backend, reported_tokens, resolve_batch, rope_scaled_max_len, v0_batch,
-                               v0_chunked_prefill)
+                               gdn_checkpoint_alignment, hybrid_prefix_caching_unsupported_model, kv_cache_dtype_error,
+                               kv_layout_rule, max_len_refusal, minimax_fp32_state_refused, mxfp4_moe_backend,
+                               reported_tokens, resolve_batch, rope_scaled_max_len, v0_batch, v0_chunked_prefill)
 from ..memory import parallel as P
 from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
@@ -271,12 +271,16 @@ def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile, con
                     model_dtype, kv_str, kv_bytes)
 
 
-def _mamba_cache_mode(arch: ModelArch, settings: Settings) -> str:
+def _mamba_cache_mode(arch: ModelArch, settings: Settings, profile: Profile | None = None) -> str:
     """models/config.py::MambaModelConfig: "align" when prefix caching is on, else "none". Prefix caching
     defaults on for decoders and hybrids, off for attention-free and encoder-decoder models
-    (ModelConfig.is_prefix_caching_supported); CPU_MLA turns it off (kv.cpu_host.mla_disables_chunking)."""
+    (ModelConfig.is_prefix_caching_supported); CPU_MLA turns it off (kv.cpu_host.mla_disables_chunking).
+    MiniMax linear attention and PLaMo2 (served up to 0.23 / 0.26): the release's rule for a hybrid without
+    SupportsMambaPrefixCaching (profiles.hybrid_prefix_caching_unsupported_model)."""
     attention_free, mamba = _memo("kinds", (arch,), (), lambda: (arch.is_attention_free, bool(arch.mamba_layers)))
     prefix = settings.enable_prefix_caching
+    if profile is not None and mamba and any(x.kind in ("linear_attn", "plamo2_mamba") for x in arch.mamba_layers):
+        return "align" if hybrid_prefix_caching_unsupported_model(profile.version, prefix) else "none"
     if prefix is None:
         prefix = not attention_free and not arch.is_encoder_decoder
     if settings.device == "cpu" and cpu_host.mla_disables_chunking(cpu_host.from_settings(settings),
@@ -314,7 +318,7 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
                           max_in_flight_tokens=concurrent * r.max_num_batched_tokens,
                           extra_retained_tokens=max(0, lookahead - 1),
                           num_speculative_blocks=settings.num_speculative_tokens if method else 0,
-                          mamba_cache_mode=_mamba_cache_mode(arch, settings),
+                          mamba_cache_mode=_mamba_cache_mode(arch, settings, profile),
                           decode_context_parallel_size=settings.decode_context_parallel_size)
 
 
@@ -339,15 +343,20 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
     if settings.device == "cpu":
         ssm_dtype = cpu_host.ssm_cache_dtype_for(cpu_host.from_settings(settings), arch, ssm_dtype)
     ssm = conv if ssm_dtype == "auto" else DTYPE_BYTES[ssm_dtype]
-    mode = _mamba_cache_mode(arch, settings)
+    mode = _mamba_cache_mode(arch, settings, profile)
     release: dict = {}
     if profile is not None:
+        if settings.mamba_cache_dtype == "float32" and minimax_fp32_state_refused(profile.version) \
+                and any(x.kind == "linear_attn" for x in arch.mamba_layers):
+            raise BadInput(f"--mamba-cache-dtype float32: vLLM {profile.version} raises \"fp32 state for minimax is "
+                           "not yet supported\" (model_executor/layers/mamba/mamba_utils.py)",
+                           "Leave --mamba-cache-dtype at auto, or use vLLM 0.21.0 or later.")
         rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device)
         if rule.unify_local and profile.engine == "V1" and not arch.mamba_layers:   # V0: all_full instead;
             # mamba hybrids ran V0 on these releases (profiles.engine_for)
             hybrid = False
         release = dict(full_attention_only=rule.all_full, chunked_as_full=rule.chunked_as_full,
-                       group_ratio=rule.group_ratio,
+                       group_ratio=rule.group_ratio, hybrid_align_fixed=rule.hybrid_align_fixed,
                        mla_align_elems=256 // model_bytes if rule.mla_align_256 and arch.use_mla else 0)
         gdn = [x for x in arch.mamba_layers if x.kind == "gdn"]
         if gdn:
