@@ -175,6 +175,9 @@ def test_decode_context_parallel_for_gqa_within_vllms_bounds():
     (("Qwen/Qwen3-8B", "-tp", "3"), ("Total number of attention heads (32) must be divisible by tensor parallel "
                                      "size (3)",)),
     (("Qwen/Qwen3-8B", "-tp", "1000000"), ("must be divisible by tensor parallel size (1000000)",)),
+    # engine/arg_utils.py create_engine_config: data_parallel_size_local = max(local_world_size //
+    # world_size_within_dp, 1) = max(14 // 2 // 2, 1) = 3 engines per node, 6 in all for --data-parallel-size 7
+    ((DSV3, "-pp", "2", "-dp", "7", "-ep", "--nnodes", "2"), ("max(7 // 2, 1) = 3 engine(s)", "6 in all, not 7")),
     # kvfit's own bound (it lists every rank): refused, not sized, not hung
     (("Qwen/Qwen3-8B", "-tp", "8", "-dp", "4096"), ("32,768 GPUs", "up to 16,384")),
 ])

@@ -202,6 +202,26 @@ def check(arch: ModelArch, s: Settings) -> Parallel:
         if p.node_rank >= p.nnodes:
             raise _refuse("node_rank", f"--node-rank {p.node_rank} is not below --nnodes {p.nnodes}; vLLM refuses "
                           "it (engine/arg_utils.py: --node-rank must be between 0 and nnodes - 1)")
+        local_world = p.gpus // p.nnodes
+        if p.dp > 1 and p.dp_local is None:
+            # engine/arg_utils.py create_engine_config: data_parallel_size_local = max(local_world_size //
+            # world_size_within_dp, 1) engines on each node; config/parallel.py nnodes_within_dp: a replica
+            # spanning nodes needs nnodes divisible by the DP node groups. Engines the nodes do not start are
+            # waited for at start-up.
+            per_node = max(local_world // p.world, 1)
+            spans = p.world > local_world
+            if (per_node * p.world != local_world and not spans) or (spans and (p.nnodes % p.dp or
+                                                                              p.world * p.dp != p.gpus)):
+                started = per_node * (p.nnodes if not spans else 1)
+                raise _refuse("data_parallel_size",
+                              f"--data-parallel-size {p.dp} over --nnodes {p.nnodes}: each node holds {local_world} "
+                              f"GPUs, and vLLM starts max({local_world} // {p.world}, 1) = {per_node} engine(s) of "
+                              f"{p.world} GPUs on each (engine/arg_utils.py create_engine_config), "
+                              + (f"{started} in all, not {p.dp}: the launch waits for engines that never start"
+                                 if not spans else "which the nodes cannot split evenly (config/parallel.py "
+                                 "nnodes_within_dp)"),
+                              "Make the GPUs per node a multiple of one engine's GPUs (TP x PP x PCP), or set "
+                              "--data-parallel-size-local.")
         if p.backend not in (None, "mp", "uni", "external_launcher"):
             raise _refuse("distributed_executor_backend",
                           f"--nnodes {p.nnodes} with --distributed-executor-backend {p.backend}: vLLM refuses it "
