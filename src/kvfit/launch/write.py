@@ -411,7 +411,10 @@ def updated(launch: Launch, changes: dict[str, Any]) -> Launch:
     from .kube import arrange_helm, world_size
 
     new = replace(launch, args=arrange_helm(tuple(args)) if launch.form == "helm" else tuple(args))
-    if launch.gpus is not None and world_size(new.args) > launch.gpus:
+    if launch.gpus is not None and launch.group is not None:     # LWS: each of the group's pods, its share
+        if world_size(new.args) > launch.gpus * launch.group:
+            new = replace(new, gpus=-(-world_size(new.args) // launch.group))
+    elif launch.gpus is not None and world_size(new.args) > launch.gpus:
         new = replace(new, gpus=world_size(new.args))        # the pod asks for the GPUs the launch uses
     return new
 
@@ -442,6 +445,8 @@ def with_gpus(launch: Launch, n: int) -> Launch:
     count, _ = launch.gpu_pin
     if count is None or count == n:
         return launch
+    if launch.group is not None:                      # LWS: each pod of the group asks for its share
+        return replace(launch, gpus=-(-n // launch.group))
     if launch.gpus is not None:                       # k8s / helm: the pod asks for n GPUs
         return replace(launch, gpus=n)
     groups = []
