@@ -50,9 +50,9 @@ class LaunchValues:
             if ref:
                 name = next(g for g in ref.groups() if g)
                 raise LaunchError(f"launch: {'the model' if dest == 'model' else BY_DEST[dest].long} {src}: kvfit "
-                                  f"cannot resolve {name} (not a literal `env` value of the container, nor one the "
-                                  "LeaderWorkerSet sets)", f"Give {name} a literal value in the container's env, or "
-                                  f"give the value with {flag}.")
+                                  f"cannot resolve {name} (kvfit reads literal values, and of the LeaderWorkerSet's "
+                                  "variables LWS_GROUP_SIZE and LWS_WORKER_INDEX)",
+                                  f"Write the value in the command, or give it with {flag}.")
             raise LaunchError(f"launch: {dest}={src} is not a literal; kvfit reads only literal values",
                               f"Give its value with {flag}.")
 
@@ -68,15 +68,16 @@ def _shown(a: Arg) -> str:
 _SPEC_PARTS = {"spec-method": "method", "spec-model": "model", "spec-tokens": "num_speculative_tokens"}
 
 
+LWS_VARS = ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX")     # set by LeaderWorkerSet in every pod (launch/kube.py)
 # $(VAR): Kubernetes expands it in a container's command and args from the container's env ($$ escapes it);
-# ${VAR} / $VAR: the shell of a `sh -c` script expands them from the same env
+# ${VAR} / $VAR: the shell of a `sh -c` script expands them from the same env; $((...)): shell arithmetic
 _REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
                   r"|\$\(\((.*?)\)\)")
 
 
 def _expand(a: Arg, env: dict[str, str]) -> Arg | Expr:
-    """A k8s argument with the container's env references replaced by their values, or the Expr of one kvfit
-    cannot resolve (an unknown variable, shell arithmetic)."""
+    """An argument with its variable references replaced by their values in `env`, or the Expr of one kvfit
+    cannot resolve (another variable, shell arithmetic)."""
     def one(v: str) -> str | None:
         missing = False
 
@@ -108,10 +109,12 @@ def read(launch: Launch) -> LaunchValues:
     dotted: dict[str, tuple[Arg, dict]] = {}
     unresolved: dict[str, str] = {}
     model = config = None
-    env = launch.environment if launch.form == "k8s" else {}
+    # a LeaderWorkerSet's leader: $(LWS_GROUP_SIZE) and $(LWS_WORKER_INDEX) (0) are known; any other reference in
+    # a value kvfit reads is refused naming it (kvfit reads literal values)
+    lws = {k: v for k, v in launch.env if k in LWS_VARS} if launch.group is not None else None
     for a in launch.args:
-        if launch.form == "k8s" and (a.key == "model" or a.key.split(".", 1)[0] in BY_VLLM):
-            x = _expand(a, env)
+        if lws is not None and (a.key == "model" or a.key.split(".", 1)[0] in BY_VLLM):
+            x = _expand(a, lws)
             a = replace(a, value=x) if isinstance(x, Expr) else x
         if a.key == "":
             raise LaunchError(f"launch: unexpected argument {a.value!r}",
