@@ -236,3 +236,13 @@ def test_more_gpus_are_asked_for_in_every_pod_of_the_group():
     assert out.count('nvidia.com/gpu: "16"') == 2 and 'nvidia.com/gpu: "8"' not in out
     c = L.updated(a, {"tensor-parallel-size": "16"})    # TP 16 x PP 2 = 32 GPUs over the 2 pods
     assert c.gpus == 16
+
+
+def test_as_a_serve_line_the_variables_lws_sets_are_written_as_their_values():
+    a = L.parse(NNODES.read_text())
+    line = " ".join(L.render(a, "serve").replace("\\\n", " ").split())
+    assert "--nnodes 2 --node-rank 0" in line and "LWS_GROUP_SIZE" not in line
+    assert "'$(LWS_LEADER_ADDRESS)'" in line                 # a DNS name only the cluster knows: kept
+    b = L.parse(line)
+    v = L.read_values(b).values
+    assert (v["nnodes"], v["node_rank"]) == (2, 0)
