@@ -4,6 +4,10 @@ k8s   a Deployment / StatefulSet (also DaemonSet, ReplicaSet, Job, CronJob, Pod)
       `command` + `args` (`vllm serve ...`, `python -m vllm.entrypoints...`, the vllm/vllm-openai image's own
       entrypoint, or a `sh -c "vllm serve ..."` script), `env`, and `resources.limits["nvidia.com/gpu"]`.
       In a file of several documents, the first workload whose container runs vLLM.
+      A LeaderWorkerSet is one multi-node launch: the leader's vLLM command (`leaderTemplate`, else
+      `workerTemplate`), Launch.group = leaderWorkerTemplate.size pods (one node each), Launch.gpus = the
+      leader pod's GPUs, LWS_GROUP_SIZE / LWS_WORKER_INDEX (0) in its env as LWS sets them;
+      engine_args.read checks the group against the parallel flags.
 helm  a vLLM production-stack values file: `servingEngineSpec.modelSpec[]` (modelURL, vllmConfig: maxModelLen,
       gpuMemoryUtilization, tensorParallelSize, dtype, extraArgs ..., requestGPU, env), read as the chart's
       template `helm/templates/deployment-vllm-multi.yaml` turns them into `vllm serve` arguments.
@@ -932,7 +936,8 @@ def fresh(source: Launch, form: str, args: tuple[Arg, ...]) -> Launch:
     gpus = source.gpu_count if source.form in ("k8s", "helm") else None
     gpus = max(gpus or 0, world_size(args))
     env = tuple((k, v) for k, v in source.environment.items()
-                if k != "CUDA_VISIBLE_DEVICES" and not _SECRETISH.search(k))
+                if k != "CUDA_VISIBLE_DEVICES" and not _SECRETISH.search(k)
+                and not (source.group is not None and k in (LWS_SIZE, LWS_INDEX)))   # LWS's own, not the user's
     if form == "helm":
         args = arrange_helm(tuple(replace(a, spelling=None) if a.key != "model" else Arg("model", a.value, "modelURL")
                                   for a in args))
