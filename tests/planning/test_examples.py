@@ -191,7 +191,8 @@ def test_each_kubernetes_example_parses_and_round_trips(path):
     a = L.parse(text, filename=path.name)
     assert a.form == ("helm" if "values" in path.name else "k8s")
     assert L.render(a) == text
-    assert a.gpu_count == L.read_values(a).values.get("tensor_parallel_size", 1)   # the pod asks for its TP
+    v = L.read_values(a).values
+    assert a.gpu_count == v.get("tensor_parallel_size", 1) * v.get("pipeline_parallel_size", 1)   # the pods ask for it
 
 
 @pytest.mark.parametrize("path", KUBE_FILES, ids=lambda p: p.name)

@@ -267,8 +267,10 @@ def _without(docs, form):
                 e.pop("vllmConfig", None)
                 e.pop("requestGPU", None)
             continue
-        spec = d.get("spec", {}).get("template", {}).get("spec", {})
-        for c in spec.get("containers", []):
+        lws = d.get("spec", {}).get("leaderWorkerTemplate", {})         # LeaderWorkerSet: leader and workers
+        pods = [d.get("spec", {}).get("template", {})] + [lws.get(t) or {}
+                                                          for t in ("leaderTemplate", "workerTemplate")]
+        for c in [c for pod in pods for c in pod.get("spec", {}).get("containers", [])]:
             if "vllm" in str(c.get("image", "")) + str(c.get("command", "")) + str(c.get("args", "")):
                 c.pop("args", None)
                 c.pop("command", None)
@@ -313,6 +315,8 @@ def test_every_form_keeps_what_kvfit_reads(path, form):
         assert again.value.flag == e.flag
         return
     after = L.read_values(b)
+    if a.group is not None and form != a.form:          # a LeaderWorkerSet's GPUs per pod: one node of the group
+        assert before.values.pop("gpus_per_node") == a.gpus
     if form == "helm" and "enable_prefix_caching" not in before.values:
         assert after.values.pop("enable_prefix_caching", True) is True   # the chart's template: see test_launch.py
     assert (after.model, after.values) == (before.model, before.values)

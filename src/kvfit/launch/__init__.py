@@ -9,7 +9,8 @@ Forms:
   env     `KEY=VALUE` lines (`MODEL_NAME`, `MAX_MODEL_LEN`, ...), the convention of vLLM worker images
           (a docker `--env-file`)
   k8s     a Kubernetes Deployment / StatefulSet whose container runs vLLM (command/args, env, the
-          `nvidia.com/gpu` limit: Launch.gpus); in a multi-document file, the first one that runs vLLM
+          `nvidia.com/gpu` limit: Launch.gpus); in a multi-document file, the first one that runs vLLM; a
+          LeaderWorkerSet: the leader's command over leaderWorkerTemplate.size nodes (Launch.group)
   helm    a vLLM production-stack values file: servingEngineSpec.modelSpec[] (modelURL, vllmConfig, requestGPU)
 
 A Launch keeps every argument in order, spelled as written; arguments kvfit does not model, or does not

@@ -17,10 +17,11 @@ order, comments and every other argument; `compose` writes a fresh `vllm serve M
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import LaunchError, NotModelled
+from ..errors import BadFlag, LaunchError, NotModelled
 from ..flags import BY_DEST, BY_VLLM, changed_flags, vllm_values
 from ..settings import Settings
 from ..units import parse_human_int
@@ -45,6 +46,13 @@ class LaunchValues:
             if dest in given:
                 continue
             flag = "MODEL (before `--`)" if dest == "model" else BY_DEST[dest].long
+            ref = _REF.search(src)
+            if ref:
+                name = next(g for g in ref.groups() if g)
+                raise LaunchError(f"launch: {'the model' if dest == 'model' else BY_DEST[dest].long} {src}: kvfit "
+                                  f"cannot resolve {name} (kvfit reads literal values, and of the LeaderWorkerSet's "
+                                  "variables LWS_GROUP_SIZE and LWS_WORKER_INDEX)",
+                                  f"Write the value in the command, or give it with {flag}.")
             raise LaunchError(f"launch: {dest}={src} is not a literal; kvfit reads only literal values",
                               f"Give its value with {flag}.")
 
@@ -60,6 +68,40 @@ def _shown(a: Arg) -> str:
 _SPEC_PARTS = {"spec-method": "method", "spec-model": "model", "spec-tokens": "num_speculative_tokens"}
 
 
+LWS_VARS = ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX")     # set by LeaderWorkerSet in every pod (launch/kube.py)
+# $(VAR): Kubernetes expands it in a container's command and args from the container's env ($$ escapes it);
+# ${VAR} / $VAR: the shell of a `sh -c` script expands them from the same env; $((...)): shell arithmetic
+_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+                  r"|\$\(\((.*?)\)\)")
+
+
+def _expand(a: Arg, env: dict[str, str]) -> Arg | Expr:
+    """An argument with its variable references replaced by their values in `env`, or the Expr of one kvfit
+    cannot resolve (another variable, shell arithmetic)."""
+    def one(v: str) -> str | None:
+        missing = False
+
+        def sub(m: re.Match) -> str:
+            nonlocal missing
+            name = m.group(1) or m.group(2) or m.group(3)
+            if name is None or name not in env:
+                missing = True
+                return m.group(0)
+            return env[name]
+
+        out = _REF.sub(sub, v)
+        return None if missing else out
+
+    v = a.value
+    if isinstance(v, str) and "$" in v:
+        new = one(v)
+        return Expr(v) if new is None else replace(a, value=new)
+    if isinstance(v, tuple) and any("$" in x for x in v if isinstance(x, str)):
+        parts = tuple(one(x) if isinstance(x, str) else x for x in v)
+        return Expr(" ".join(map(str, v))) if None in parts else replace(a, value=parts)
+    return a
+
+
 def read(launch: Launch) -> LaunchValues:
     """The launch as kvfit's flag table reads it. Later occurrences win (argparse)."""
     raw: dict[str, tuple[Arg, Any]] = {}
@@ -67,7 +109,13 @@ def read(launch: Launch) -> LaunchValues:
     dotted: dict[str, tuple[Arg, dict]] = {}
     unresolved: dict[str, str] = {}
     model = config = None
+    # a LeaderWorkerSet's leader: $(LWS_GROUP_SIZE) and $(LWS_WORKER_INDEX) (0) are known; any other reference in
+    # a value kvfit reads is refused naming it (kvfit reads literal values)
+    lws = {k: v for k, v in launch.env if k in LWS_VARS} if launch.group is not None else None
     for a in launch.args:
+        if lws is not None and (a.key == "model" or a.key.split(".", 1)[0] in BY_VLLM):
+            x = _expand(a, lws)
+            a = replace(a, value=x) if isinstance(x, Expr) else x
         if a.key == "":
             raise LaunchError(f"launch: unexpected argument {a.value!r}",
                               "vLLM takes one positional argument, the model; it would refuse this launch.")
@@ -141,7 +189,87 @@ def read(launch: Launch) -> LaunchValues:
             spec[k] = int(v) if k == "num_speculative_tokens" and str(v).isdigit() else v
         values["speculative_config"] = BY_VLLM["speculative-config"].parse(spec)
     entrypoint = "llm" if launch.form == "python" and launch.program[:1] == ("LLM",) else "serve"
+    if launch.group is not None and launch.gpus:
+        _check_group(launch, values, unresolved)
+        values["gpus_per_node"] = launch.gpus           # one pod of the group = one node
     return LaunchValues(model, values, config, entrypoint, unresolved)
+
+
+def _check_group(launch: Launch, values: dict[str, Any], unresolved: dict[str, str]) -> None:
+    """A LeaderWorkerSet's pods against what the leader's vLLM command needs; what vLLM would do when they do
+    not match, refused (exit 2). `launch.gpus`: GPUs per pod, `launch.group`: pods in the group."""
+    parallel = ("tensor_parallel_size", "pipeline_parallel_size", "prefill_context_parallel_size",
+                "data_parallel_size", "data_parallel_size_local", "nnodes", "distributed_executor_backend")
+    if any(d in unresolved for d in parallel):
+        return                                          # refused by require_resolved unless kvfit's flags give it
+    size, per_pod = launch.group, launch.gpus
+    v = lambda dest, default=1: values.get(dest) if values.get(dest) is not None else default
+    world = v("tensor_parallel_size") * v("pipeline_parallel_size") * v("prefill_context_parallel_size")
+    dp, nnodes, dp_local = v("data_parallel_size"), v("nnodes"), values.get("data_parallel_size_local")
+    total = world * dp
+    shape = f"TP {v('tensor_parallel_size')} x PP {v('pipeline_parallel_size')}" + (
+        f" x PCP {v('prefill_context_parallel_size')}" if v("prefill_context_parallel_size") > 1 else "") + (
+        f" x DP {dp}" if dp > 1 else "")
+    group = f"the LeaderWorkerSet's {size} pod{'s' if size != 1 else ''} of {per_pod} GPUs (nvidia.com/gpu)"
+    if size > 1 and launch.worker_gpus != per_pod:
+        raise LaunchError(f"launch: the leader pod asks for {per_pod} GPUs and each worker pod for "
+                          f"{launch.worker_gpus or 0}; kvfit lays a group out as nodes of equal GPUs",
+                          "Give the leader and worker containers the same nvidia.com/gpu limit.")
+    backend = values.get("distributed_executor_backend")
+    if nnodes > 1:
+        if nnodes != size:
+            what = (f"the leader waits for {nnodes - size} node(s) no pod starts (torch.distributed's rendezvous "
+                    "times out)" if nnodes > size else
+                    f"the pods with LWS_WORKER_INDEX {nnodes} and above start a --node-rank vLLM refuses "
+                    "(engine/arg_utils.py: --node-rank must be between 0 and nnodes - 1)")
+            raise BadFlag(f"launch: --nnodes {nnodes} but {group}: vLLM's launcher runs one node per pod, so {what}",
+                          "Pass --nnodes $(LWS_GROUP_SIZE), or set leaderWorkerTemplate.size to --nnodes.",
+                          flag="nnodes")
+        share = total // nnodes if total % nnodes == 0 else None
+        if share is not None and share > per_pod:
+            raise BadFlag(f"launch: {shape} = {total} GPUs over --nnodes {nnodes} puts {share} ranks on each node, "
+                          f"but {group}: vLLM starts {share} workers per node, one per local GPU, and the pod "
+                          f"has {per_pod}", f"Set nvidia.com/gpu to {share} in the leader and worker templates.",
+                          flag="nnodes")
+        return
+    if dp_local is not None and dp_local < dp:
+        nodes = -(-dp // dp_local)
+        if nodes != size:
+            raise BadFlag(f"launch: --data-parallel-size {dp} with --data-parallel-size-local {dp_local} runs on "
+                          f"{nodes} nodes, but {group}: the engines of the missing nodes never start, or the extra "
+                          "pods' engines are ones vLLM does not expect",
+                          f"Set leaderWorkerTemplate.size to {nodes}.", flag="data_parallel_size_local")
+        if dp_local * world > per_pod:
+            raise BadFlag(f"launch: --data-parallel-size-local {dp_local} engines of {world} GPUs need "
+                          f"{dp_local * world} GPUs on each node, but {group}",
+                          f"Set nvidia.com/gpu to {dp_local * world}.", flag="data_parallel_size_local")
+        return
+    if backend == "ray":
+        if total > size * per_pod:
+            raise BadFlag(f"launch: {shape} needs {total} GPUs, but {group} give the Ray cluster {size * per_pod}: "
+                          "vLLM waits for a placement group of GPUs that never come and fails after 30 minutes "
+                          "(v1/executor/ray_utils.py _wait_until_pg_ready, PG_WAIT_TIMEOUT 1800: \"Cannot provide a "
+                          f"placement group requiring {total} GPUs\")",
+                          f"Set leaderWorkerTemplate.size to {-(-total // per_pod)}, or lower the parallel sizes.",
+                          flag="distributed_executor_backend")
+        return
+    if total > per_pod and world <= per_pod:
+        raise BadFlag(f"launch: {shape} needs {total} GPUs on the leader's node, but {group}: the data-parallel "
+                      "engines run on the leader's pod only without --nnodes or --data-parallel-size-local",
+                      "Spread them with --data-parallel-size-local and --data-parallel-start-rank per pod, or "
+                      "vLLM's launcher (--nnodes $(LWS_GROUP_SIZE) --node-rank $(LWS_WORKER_INDEX)).",
+                      flag="data_parallel_size")
+    if total > per_pod:
+        ray = (" The leader starts a Ray cluster, but vLLM 0.12 and later do not pick Ray by themselves (0.11 and "
+               "earlier did)." if launch.ray else "")
+        raise BadFlag(f"launch: {shape} needs {total} GPUs, and the leader's vLLM runs on its pod's {per_pod} "
+                      f"(one node of {group}): vLLM 0.32 refuses it (config/parallel.py ParallelConfig.__post_init__: "
+                      f"\"World size ({world}) is larger than the number of available GPUs ({per_pod}) in this "
+                      f"node\").{ray}",
+                      "Add --distributed-executor-backend ray to the leader's vllm command (Ray over the group's "
+                      "pods), or use vLLM's launcher: --nnodes $(LWS_GROUP_SIZE) --node-rank $(LWS_WORKER_INDEX) "
+                      "--master-addr $(LWS_LEADER_ADDRESS), --headless on the workers.",
+                      flag="distributed_executor_backend")
 
 
 def _dotted_value(v: Any) -> Any:

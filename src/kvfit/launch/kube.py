@@ -4,6 +4,10 @@ k8s   a Deployment / StatefulSet (also DaemonSet, ReplicaSet, Job, CronJob, Pod)
       `command` + `args` (`vllm serve ...`, `python -m vllm.entrypoints...`, the vllm/vllm-openai image's own
       entrypoint, or a `sh -c "vllm serve ..."` script), `env`, and `resources.limits["nvidia.com/gpu"]`.
       In a file of several documents, the first workload whose container runs vLLM.
+      A LeaderWorkerSet is one multi-node launch: the leader's vLLM command (`leaderTemplate`, else
+      `workerTemplate`), Launch.group = leaderWorkerTemplate.size pods (one node each), Launch.gpus = the
+      leader pod's GPUs, LWS_GROUP_SIZE / LWS_WORKER_INDEX (0) in its env as LWS sets them;
+      engine_args.read checks the group against the parallel flags.
 helm  a vLLM production-stack values file: `servingEngineSpec.modelSpec[]` (modelURL, vllmConfig: maxModelLen,
       gpuMemoryUtilization, tensorParallelSize, dtype, extraArgs ..., requestGPU, env), read as the chart's
       template `helm/templates/deployment-vllm-multi.yaml` turns them into `vllm serve` arguments.
@@ -32,6 +36,14 @@ POD_SPEC = {"Deployment": ("spec", "template", "spec"), "StatefulSet": ("spec", 
             "DaemonSet": ("spec", "template", "spec"), "ReplicaSet": ("spec", "template", "spec"),
             "Job": ("spec", "template", "spec"), "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
             "Pod": ("spec",)}
+# LeaderWorkerSet (leaderworkerset.x-k8s.io/v1): one group = `size` pods, the leader's pod spec
+# (leaderTemplate, or workerTemplate when it has none) and the workers'
+LWS = "LeaderWorkerSet"
+# LWS injects these into every pod of a group (the leader's worker index is 0); LWS_LEADER_ADDRESS is a DNS name
+LWS_SIZE, LWS_INDEX = "LWS_GROUP_SIZE", "LWS_WORKER_INDEX"
+# the leader starts a Ray cluster over the group: vLLM's examples/online_serving/multi-node-serving.sh leader,
+# or `ray start --head`
+_RAY_HEAD = re.compile(r"multi-node-serving\.sh\s+leader\b|\bray\s+start\b[^\n;&|]*--head\b")
 _SHELLS = re.compile(r"^(?:\S*/)?(?:sh|bash|dash|ash|zsh)$")
 _SHELL_C = re.compile(r"^-[a-z]*c[a-z]*$")          # -c, -ec, -lc, -xec
 
@@ -422,6 +434,10 @@ class _Container:
     gpu_nodes: list[yaml.ScalarNode]
     gpus: int | None
     env: tuple[tuple[str, str], ...]
+    group: int | None = None                          # LeaderWorkerSet: pods in one group
+    worker_gpu_nodes: list[yaml.ScalarNode] | None = None
+    worker_gpus: int | None = None
+    ray: bool = False                                 # the leader's script starts a Ray cluster first
 
     @property
     def names(self) -> list[str]:
@@ -474,6 +490,20 @@ def _container(c: yaml.Node, workload: str) -> _Container | None:
             program, start = (), 0                    # the image's entrypoint (vllm serve), args are vLLM's
     elif not _image_runs_vllm(image):
         return None
+    gpu_nodes, gpus = _gpus(c)
+    env = []
+    e = _get(c, "env")
+    if isinstance(e, yaml.SequenceNode):
+        for item in e.value:
+            name, value = _str(_get(item, "name")), _get(item, "value")
+            if name and isinstance(value, yaml.ScalarNode):
+                env.append((name, _go(_data(value))))
+    return _Container(c, workload, _str(_get(c, "name")) or "", image, items, start, program, script, script_seq,
+                      gpu_nodes, gpus, tuple(env))
+
+
+def _gpus(c: yaml.Node) -> tuple[list[yaml.ScalarNode], int | None]:
+    """A container's `nvidia.com/gpu` nodes (limits, requests) and the count (the limit when both)."""
     gpu_nodes, gpus = [], None
     res = _get(c, "resources")
     for part in ("limits", "requests"):
@@ -486,15 +516,47 @@ def _container(c: yaml.Node, workload: str) -> _Container | None:
                 except ValueError:
                     raise BadInput(f"launch: {GPU_RESOURCE} must be a whole number of GPUs (got {n.value!r})") \
                         from None
-    env = []
-    e = _get(c, "env")
-    if isinstance(e, yaml.SequenceNode):
-        for item in e.value:
-            name, value = _str(_get(item, "name")), _get(item, "value")
-            if name and isinstance(value, yaml.ScalarNode):
-                env.append((name, _go(_data(value))))
-    return _Container(c, workload, _str(_get(c, "name")) or "", image, items, start, program, script, script_seq,
-                      gpu_nodes, gpus, tuple(env))
+    return gpu_nodes, gpus
+
+
+def _lws(d: yaml.Node, name: str) -> list[_Container]:
+    """The leader's vLLM containers of a LeaderWorkerSet, with the group's size and the workers' GPUs."""
+    lwt = _path(d, "spec", "leaderWorkerTemplate")
+    raw = _data(_get(lwt, "size"))
+    if raw is None:
+        size = 1                                     # the API's default
+    elif isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        size = raw
+    else:
+        raise BadInput(f"launch: leaderWorkerTemplate.size must be a whole number of pods (got {raw!r})")
+    worker_pod = _path(lwt, "workerTemplate", "spec")
+    leader_pod = _path(lwt, "leaderTemplate", "spec") or worker_pod      # no leaderTemplate: the same pod
+    worker_nodes: list[yaml.ScalarNode] = []
+    worker_gpus = None
+    if size > 1:
+        ws = _get(worker_pod, "containers")
+        for c in ws.value if isinstance(ws, yaml.SequenceNode) else []:
+            nodes, n = _gpus(c)
+            if nodes:
+                worker_nodes, worker_gpus = nodes, n
+                break
+    out = []
+    cs = _get(leader_pod, "containers")
+    for c in cs.value if isinstance(cs, yaml.SequenceNode) else []:
+        found = _container(c, f"{LWS}/{name}")
+        if found is None:
+            continue
+        found.group = size
+        found.worker_gpus = worker_gpus if size > 1 else None
+        found.worker_gpu_nodes = [n for n in worker_nodes if all(n is not g for g in found.gpu_nodes)]
+        if found.script is not None:
+            script = _data(found.script)
+            from .shell import _SERVE_START, _command_span
+
+            span = _command_span(script, _SERVE_START)
+            found.ray = bool(span and _RAY_HEAD.search(script[:span[0]]))
+        out.append(found)
+    return out
 
 
 def _containers(docs: list[yaml.Node]) -> list[_Container]:
@@ -504,6 +566,9 @@ def _containers(docs: list[yaml.Node]) -> list[_Container]:
         if kind == "List":
             out += _containers([i for i in (_get(d, "items").value if isinstance(_get(d, "items"), yaml.SequenceNode)
                                             else [])])
+            continue
+        if kind == LWS:
+            out += _lws(d, _str(_path(d, "metadata", "name")) or "?")
             continue
         if kind not in POD_SPEC:
             continue
@@ -549,13 +614,19 @@ def parse_k8s(text: str, name: str | None = None, *, at: int | None = None) -> L
                        "(command/args) or the vllm/vllm-openai image.")
     c = _pick(found, at, name, "vLLM container")
     span = (c.node.start_mark.index, c.node.end_mark.index)
+    env = c.env
+    if c.group is not None:
+        # LWS sets these in every container of the group (over the container's own); the leader is worker 0
+        env = ((LWS_SIZE, str(c.group)), (LWS_INDEX, "0")) + tuple(kv for kv in env if kv[0] not in (LWS_SIZE,
+                                                                                                       LWS_INDEX))
+    group = dict(group=c.group, worker_gpus=c.worker_gpus, ray=c.ray)
     if c.script is not None:
         sub = parse_shell(_data(c.script))
-        return Launch("k8s", sub.args, sub.program, sub.prefix, image=c.image, env=c.env, text=text, span=span,
-                      gpus=c.gpus)
+        return Launch("k8s", sub.args, sub.program, sub.prefix, image=c.image, env=env, text=text, span=span,
+                      gpus=c.gpus, **group)
     words = [n.value for n, _ in c.items[c.start:]]
     args = parse_vllm_args(words, allow_positional_model=not c.program or c.program[-1] == "serve")
-    return Launch("k8s", args, c.program, image=c.image, env=c.env, text=text, span=span, gpus=c.gpus)
+    return Launch("k8s", args, c.program, image=c.image, env=env, text=text, span=span, gpus=c.gpus, **group)
 
 
 def render_k8s(launch: Launch) -> str:
@@ -591,7 +662,7 @@ def render_k8s(launch: Launch) -> str:
                     empty = (c.items[-1][1], c.items[-1][0])
             edits += token_edits(text, c.items[c.start:], launch.pristine or (), launch.args, empty=empty)
     if launch.gpus is not None and launch.gpus != c.gpus:
-        for n in c.gpu_nodes:
+        for n in c.gpu_nodes + (c.worker_gpu_nodes or []):
             edits.append(Edit(n.start_mark.index, n.end_mark.index,
                               scalar(str(launch.gpus), n.style) if n.style else str(launch.gpus)))
     return apply(text, _merge_inserts(edits))
@@ -865,7 +936,8 @@ def fresh(source: Launch, form: str, args: tuple[Arg, ...]) -> Launch:
     gpus = source.gpu_count if source.form in ("k8s", "helm") else None
     gpus = max(gpus or 0, world_size(args))
     env = tuple((k, v) for k, v in source.environment.items()
-                if k != "CUDA_VISIBLE_DEVICES" and not _SECRETISH.search(k))
+                if k != "CUDA_VISIBLE_DEVICES" and not _SECRETISH.search(k)
+                and not (source.group is not None and k in (LWS_SIZE, LWS_INDEX)))   # LWS's own, not the user's
     if form == "helm":
         args = arrange_helm(tuple(replace(a, spelling=None) if a.key != "model" else Arg("model", a.value, "modelURL")
                                   for a in args))

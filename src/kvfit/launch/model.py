@@ -45,6 +45,10 @@ class Launch:
     span: tuple[int, int] | None = field(default=None, compare=False)   # where in `text` the launch is
     pristine: tuple | None = field(default=None, compare=False)         # args as read from `text`
     gpus: int | None = None             # k8s / helm: the GPUs the pod asks for (`nvidia.com/gpu`, `requestGPU`)
+    group: int | None = None            # k8s LeaderWorkerSet: pods in one group (leaderWorkerTemplate.size), one
+                                        # node each; `gpus` is then per pod, `args` the leader's command
+    worker_gpus: int | None = None      # LeaderWorkerSet: the GPUs each worker pod asks for
+    ray: bool = False                   # LeaderWorkerSet: the leader starts a Ray cluster over the group's pods
 
     def __post_init__(self) -> None:
         if self.text is not None and self.pristine is None:
@@ -99,6 +103,10 @@ class Launch:
         """How many GPUs the launch makes visible, and how it says so: CUDA_VISIBLE_DEVICES (shell prefix,
         docker -e, env file), docker's --gpus ("all" or a count/device list), a pod's `nvidia.com/gpu` limit (k8s)
         or `requestGPU` (helm). (None, None): not pinned."""
+        if self.group is not None:
+            if self.gpus is None:
+                return None, None
+            return self.gpus * self.group, f"LeaderWorkerSet size {self.group} x nvidia.com/gpu {self.gpus}"
         if self.gpus is not None:
             return self.gpus, ("requestGPU" if self.form == "helm" else "nvidia.com/gpu") + f" {self.gpus}"
         for group in self.docker:

@@ -88,8 +88,9 @@ def _command_span(text: str, start_re: re.Pattern) -> tuple[int, int] | None:
     pos = 0
     lines = text.splitlines(keepends=True)
     for i, line in enumerate(lines):
-        if start_re.match(line.strip()):
-            start = pos + len(line) - len(line.lstrip())
+        at = _command_start(line, start_re)
+        if at is not None:
+            start = pos + at
             end = pos + len(line)
             k = i
             while lines[k].rstrip("\r\n").endswith("\\") and k + 1 < len(lines):
@@ -99,6 +100,32 @@ def _command_span(text: str, start_re: re.Pattern) -> tuple[int, int] | None:
             return start, start + len(body.rstrip("\r\n"))
         pos += len(line)
     return None
+
+
+_SEPARATOR = re.compile(r"(?:;|&&|\|\|)[ \t]*")
+
+
+def _command_start(line: str, start_re: re.Pattern) -> int | None:
+    """Where in a script line the command starts: at the line's start, or after a `;`, `&&` or `||` that ends
+    the commands before it on the same line (`bash multi-node-serving.sh leader ...; vllm serve ...`, as in
+    the LeaderWorkerSet examples)."""
+    if start_re.match(line.strip()):
+        return len(line) - len(line.lstrip())
+    if line.lstrip().startswith("#"):
+        return None
+    for m in _SEPARATOR.finditer(line):
+        if start_re.match(line[m.end():].strip()) and _unquoted(line[:m.start()]):
+            return m.end()
+    return None
+
+
+def _unquoted(prefix: str) -> bool:
+    """The text before a separator leaves no quote open (the separator is the shell's, not a quoted one)."""
+    try:
+        shlex.split(prefix)
+    except ValueError:
+        return False
+    return True
 
 
 _PROGRAM_PREFIX = {"exec", "nohup", "sudo", "-E"}

@@ -307,9 +307,14 @@ def convert(launch: Launch, form: str) -> Launch:
     typed = form in ("yaml", "python")
     args: list[Arg] = []
     dotted: dict[str, dict] = {}
+    # a LeaderWorkerSet's leader: the variables LWS sets in its pod, written as their values outside the manifest
+    lws = {f"$({k})": v for k, v in launch.env if k in ("LWS_GROUP_SIZE", "LWS_WORKER_INDEX")} \
+        if launch.group is not None else {}
     for a in launch.args:
         if a.key in ("*", "**"):
             continue
+        if lws and isinstance(a.value, (str, tuple)):
+            a = replace(a, value=_substitute(a.value, lws))
         if a.key == "":
             continue
         if form == "python" and a.key in FRONTEND:
@@ -357,6 +362,14 @@ def convert(launch: Launch, form: str) -> Launch:
         program = launch.program if launch.form == "python" else ("LLM",)
     prefix = launch.prefix if form in ("serve", "docker") and launch.form in ("serve", "docker") else ()
     return Launch(form, tuple(args), program, prefix, groups, image, inner)
+
+
+def _substitute(v: str | tuple, subs: dict[str, str]) -> str | tuple:
+    if isinstance(v, tuple):
+        return tuple(_substitute(x, subs) if isinstance(x, str) else x for x in v)
+    for ref, value in subs.items():
+        v = v.replace(ref, value)
+    return v
 
 
 def _shell_value(key: str, v: Any) -> Any:
@@ -411,7 +424,10 @@ def updated(launch: Launch, changes: dict[str, Any]) -> Launch:
     from .kube import arrange_helm, world_size
 
     new = replace(launch, args=arrange_helm(tuple(args)) if launch.form == "helm" else tuple(args))
-    if launch.gpus is not None and world_size(new.args) > launch.gpus:
+    if launch.gpus is not None and launch.group is not None:     # LWS: each of the group's pods, its share
+        if world_size(new.args) > launch.gpus * launch.group:
+            new = replace(new, gpus=-(-world_size(new.args) // launch.group))
+    elif launch.gpus is not None and world_size(new.args) > launch.gpus:
         new = replace(new, gpus=world_size(new.args))        # the pod asks for the GPUs the launch uses
     return new
 
@@ -442,6 +458,8 @@ def with_gpus(launch: Launch, n: int) -> Launch:
     count, _ = launch.gpu_pin
     if count is None or count == n:
         return launch
+    if launch.group is not None:                      # LWS: each pod of the group asks for its share
+        return replace(launch, gpus=-(-n // launch.group))
     if launch.gpus is not None:                       # k8s / helm: the pod asks for n GPUs
         return replace(launch, gpus=n)
     groups = []
