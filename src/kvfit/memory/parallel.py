@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from ..arch import families as F
 from ..arch.model import ModelArch
-from ..errors import BadFlag
+from ..errors import BadFlag, BadInput
 from ..settings import Settings
 
 DEFAULT_GPUS_PER_NODE = 8
@@ -155,6 +155,10 @@ def check(arch: ModelArch, s: Settings) -> Parallel:
                       f"({heads}) must be divisible by tensor parallel size ({p.tp})\")",
                       "Pick a TP size that divides the attention heads: "
                       + ", ".join(str(n) for n in (1, 2, 4, 8, 16) if heads % n == 0 and n <= heads) + ".")
+    if p.pp > arch.num_hidden_layers:
+        raise BadInput(f"--pipeline-parallel-size {p.pp} is more than the model's {arch.num_hidden_layers} layers: "
+                       "pipeline stages would hold none",
+                       "vLLM splits the layers over the stages; use at most one stage per layer.")
     if p.gpus > MAX_GPUS:
         raise _refuse("data_parallel_size" if p.dp > 1 else "tensor_parallel_size",
                       f"the launch uses {p.gpus:,} GPUs; kvfit checks launches of up to {MAX_GPUS:,} GPUs "

@@ -230,10 +230,6 @@ def resolve(arch: ModelArch, settings: Settings, gpu: Gpu, profile: Profile, con
                               f"Use --max-model-len {derived} or less (VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 overrides it, "
                               "at the risk of wrong outputs).", flag="max_model_len")
     util = settings.gpu_memory_utilization or profile.default_gpu_memory_utilization
-    if settings.pipeline_parallel_size > arch.num_hidden_layers:
-        raise BadInput(f"--pipeline-parallel-size {settings.pipeline_parallel_size} is more than the model's "
-                       f"{arch.num_hidden_layers} layers: pipeline stages would hold none",
-                       "vLLM splits the layers over the stages; use at most one stage per layer.")
     world = settings.tensor_parallel_size * settings.pipeline_parallel_size
     defaults = batch_defaults(device=settings.device, total_bytes=gpu.total_bytes, gpu_name=gpu.name,
                               entrypoint=settings.entrypoint, world_size=world, profile=profile,
