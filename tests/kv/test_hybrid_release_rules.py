@@ -1,5 +1,5 @@
 """Per-release rules for every hybrid (mamba + attention) model: whether prefix caching is on (so
-mamba_cache_mode "none" / "align" / "all"), and MambaMixer2's prefill checkpoint block.
+mamba_cache_mode "none" / "align" / "all"), MambaMixer2's prefill checkpoint block, speculative state pages.
 
 Inputs are real configs (tests/data/models/*/config.json): NVIDIA Nemotron-H-56B-Base-8K (mamba2,
 NemotronHForCausalLM, SupportsMambaPrefixCaching), AI21-Jamba-1.5-Mini (mamba1, JambaForCausalLM,
@@ -22,6 +22,7 @@ The release facts (vllm/ paths of each release's wheel, /tmp/vsrc/<release>/vllm
   num_prefill_checkpoint_blocks pages (0.15.0+); MambaMixer2.get_kv_cache_spec sets
   num_prefill_checkpoint_blocks=1 from 0.32.0 (model_executor/layers/mamba/mamba_mixer2.py; the field exists
   from 0.29.0 but only Kimi-K3's KDA sets it in 0.29-0.31). Mamba1 and GDN (before 0.33) have none.
+  Before 0.15.0 MambaSpec.max_memory_usage_bytes is one page whatever num_speculative_blocks says.
 """
 
 from __future__ import annotations
@@ -203,3 +204,32 @@ def test_qwen3_next_blocks_per_request_by_release(version, extra, blocks):
     assert r.rc == 0, r
     assert r.json["kv"]["attention_block_size"] == 544 and r.json["kv"]["bytes_per_block"] == 12 * 544 * 1024
     assert r.json["capacity"]["blocks_per_request"] == blocks
+
+
+@pytest.mark.parametrize("version, blocks", [
+    # MTP with 2 speculative tokens: the GDN conv state widens by 2 rows (mamba_utils.py gated_delta_net_state_shape
+    # conv_kernel_size - 1 + num_spec): 5 x 4096 x 2 + 524,288 = 565,248 B; block 16 x cdiv(565,248, 16,384) = 560;
+    # the MTP layer is one more full-attention layer: 13 attention + 36 GDN, group size 13, cdiv(36, 13) = 3 GDN
+    # groups; attention cdiv(32768, 560) = 59 blocks.
+    ("0.11.0", 3 * 1 + 59),          # MambaSpec.max_memory_usage_bytes = page_size_bytes: no speculative pages
+    ("0.14.0", 3 * 1 + 59),          # cdiv(max_model_len, mamba block = max_model_len) = 1 page
+    ("0.15.0", 3 * (1 + 2) + 59),    # "none": page x (1 + num_speculative_blocks)
+    ("0.28.0", 3 * (2 + 2) + 59),    # "align" (on by default): page x (2 + num_speculative_blocks)
+])
+def test_qwen3_next_speculative_mamba_pages_by_release(version, blocks):
+    r = _check(QWEN3_NEXT, version, "--max-model-len", "32768",
+               "--speculative-config", '{"method": "mtp", "num_speculative_tokens": 2}')
+    assert r.rc == 0, r
+    assert r.json["kv"]["attention_block_size"] == 560 and r.json["kv"]["bytes_per_block"] == 13 * 560 * 1024
+    assert r.json["capacity"]["blocks_per_request"] == blocks
+
+
+def test_align_with_speculative_decoding_refused_0_15_to_0_16():
+    # 0.15.0-0.16.x MambaModelConfig asserts "Mamba cache mode 'align' is currently not compatible with
+    # speculative decoding."; gone in 0.17.0.
+    spec = ("--speculative-config", '{"method": "mtp", "num_speculative_tokens": 2}', "--enable-prefix-caching")
+    r = _check(QWEN3_NEXT, "0.16.0", "--max-model-len", "32768", *spec)
+    assert r.rc == 2 and "not compatible with speculative decoding" in " ".join(r.err.split()), r
+    r = _check(QWEN3_NEXT, "0.17.0", "--max-model-len", "32768", *spec)
+    assert r.rc == 0, r
+    assert r.json["capacity"]["blocks_per_request"] == 3 * (2 + 2) + 59

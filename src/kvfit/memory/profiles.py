@@ -977,6 +977,11 @@ class KVLayoutRule:
     # (model_executor/layers/mamba/mamba_mixer2.py::get_kv_cache_spec); the field is new in 0.29.0's
     # MambaSpec but only Kimi-K3's KDA sets it in 0.29.0-0.31.0, and MambaSpec before 0.29 has none.
     mamba2_checkpoint_block: bool = True
+    # MambaSpec.max_memory_usage_bytes (v1/kv_cache_interface.py) charges num_speculative_blocks from 0.15.0
+    # ("none": 1 + spec, "align": 2 + spec pages); 0.10.2-0.11.x return page_size_bytes and 0.12.0-0.14.x
+    # cdiv(max_model_len, block_size) pages with the mamba block = max_model_len: one page whatever the
+    # speculative tokens (the manager's extra blocks are not in the capacity check or the concurrency).
+    mamba_spec_blocks_charged: bool = True
 
 
 def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, device: str = "cuda") -> KVLayoutRule:
@@ -990,7 +995,8 @@ def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, de
         return KVLayoutRule(all_full=True, unify_local=True, group_ratio=0.0, in_flight_batches=False,
                             extra_retained=False, null_block_in_check=False,
                             mla_align_256=(0, 7, 2) <= v < (0, 8, 0) and align_on and device == "cuda",
-                            chunked_as_full=True, strided_groups=False, mamba2_checkpoint_block=False)
+                            chunked_as_full=True, strided_groups=False, mamba2_checkpoint_block=False,
+                            mamba_spec_blocks_charged=False)
     if v < (0, 12, 0):
         ratio = 0.0
     elif v < (0, 18, 0):
@@ -1002,7 +1008,7 @@ def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, de
                         null_block_in_check=v >= (0, 29, 0), mla_align_256=False,
                         chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0),
                         pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0), hybrid_align_fixed=v < (0, 20, 0),
-                        mamba2_checkpoint_block=v >= (0, 32, 0))
+                        mamba2_checkpoint_block=v >= (0, 32, 0), mamba_spec_blocks_charged=v >= (0, 15, 0))
 
 
 def fused_moe_chunk_tokens(profile: Profile | str, env: Mapping[str, str] | None = None) -> int | None:

@@ -315,7 +315,7 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
     EAGLE-family speculative decoding looks ahead during prefill: sliding windows retain
     num_prefill_lookahead_tokens - 1 more tokens (multi-module MTP: num_speculative_tokens - 1).
     With `profile`, the release's rule (profiles.kv_layout_rule): one batch of in-flight tokens before
-    0.26, no retained lookahead before 0.28; without it, 0.32's.
+    0.26, no retained lookahead before 0.28, no speculative mamba pages charged before 0.15; without it, 0.32's.
     """
     rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device) if profile is not None else None
     pp = settings.pipeline_parallel_size
@@ -334,7 +334,8 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
     return RequestContext(max_model_len=length or r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
                           max_in_flight_tokens=concurrent * r.max_num_batched_tokens,
                           extra_retained_tokens=max(0, lookahead - 1),
-                          num_speculative_blocks=settings.num_speculative_tokens if method else 0,
+                          num_speculative_blocks=settings.num_speculative_tokens if method and (
+                              rule is None or rule.mamba_spec_blocks_charged) else 0,
                           mamba_cache_mode=_mamba_cache_mode(arch, settings, profile),
                           decode_context_parallel_size=settings.decode_context_parallel_size)
 
