@@ -54,6 +54,12 @@ Memory and engine
                batches 0.26+, null block in the check 0.29+, PP check 0.14-0.16,
                V0 MLA 256-byte alignment 0.7.2-0.7.3 (kv_layout_rule)          v1/core/kv_cache_utils.py,
                                                                               worker/cache_engine.py
+  mamba        prefix caching for mamba models (mamba_cache_mode): never 0.10.1-0.11.0, off by
+               default for hybrids up to 0.27 and on from 0.28, "all" (refused) for
+               SupportsMambaPrefixCaching models 0.11.1-0.27, "align" otherwise; speculative state
+               pages charged from 0.15 (mamba_spec_blocks_charged); MambaMixer2's prefill
+               checkpoint block from 0.32 (mamba2_checkpoint_block)                 models/config.py,
+                                                                              v1/kv_cache_interface.py
   0.5.3-0.17   fused-MoE intermediate caches chunked at 32768 (16384 from 0.14)
                tokens (fused_moe_chunk_tokens)                                 envs.py, fused_moe.py
   all V1       GB10 (DGX Spark, cc 12.1) gets the small batch tier: <= 0.32
