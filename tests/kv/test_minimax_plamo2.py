@@ -21,8 +21,8 @@ import pytest
 from kvfit.arch.normalize import normalize
 from kvfit.kv.layout import KVOptions, build_layout, layer_spec
 from kvfit.kv.specs import MambaSpec, RequestContext
-from kvfit.memory.profiles import (engine_for, hybrid_prefix_caching_unsupported_model, minimax_fp32_state_refused,
-                                   served_release_error)
+from kvfit.memory.profiles import (engine_for, mamba_cache_mode, minimax_fp32_state_refused, served_release_error,
+                                   supports_mamba_prefix_caching)
 from kvfit_harness import invoke
 
 M1_DIR = Path(__file__).resolve().parents[1] / "data" / "models" / "MiniMax-AI__MiniMax-M1"
@@ -84,14 +84,21 @@ def test_minimax_m1_state_page_and_groups(tp, state, attn_token):
 
 def test_minimax_m1_check_on_0_23_end_to_end():
     r = invoke(["check", str(M1_DIR), "--gpu", "H200", "-tp", "8", "--vllm-version", "0.23.0",
-                "--max-model-len", "32768", "--json"])
+                "--max-model-len", "32768", "--enable-prefix-caching", "--json"])
     assert r.rc == 0, r
     kv = r.json["kv"]
     assert kv["bytes_per_block"] == 10 * 8 * 128 * 128 * 2      # as in the TP 8 case above
     assert kv["attention_block_size"] == 512
     assert kv["bytes_per_token"] == 10 * 2 * 128 * 2
-    # 0.15.0-0.25.x: prefix caching on by default, MambaModelConfig picks "align" (no SupportsMambaPrefixCaching)
+    # 0.15.0-0.27.x: asked for, prefix caching stays on and MambaModelConfig picks "align" (no
+    # SupportsMambaPrefixCaching): 2 pages per linear-attention group
     assert r.json["capacity"]["blocks_per_request"] == 7 * 2 + 64
+    # Not asked for: off (0.23.0 config/model.py::is_prefix_caching_supported is False for attn_type "hybrid",
+    # engine/arg_utils.py default_prefix_caching = is_prefix_caching_supported): one page, mamba_cache_mode "none"
+    r = invoke(["check", str(M1_DIR), "--gpu", "H200", "-tp", "8", "--vllm-version", "0.23.0",
+                "--max-model-len", "32768", "--json"])
+    assert r.rc == 0, r
+    assert r.json["capacity"]["blocks_per_request"] == 7 * 1 + 64
 
 
 def test_minimax_prefix_caching_off_before_0_15():
@@ -107,13 +114,17 @@ def test_minimax_prefix_caching_off_before_0_15():
     ("0.10.2", True, False),    # 0.10.2 models/config.py: enable_prefix_caching = False ("not yet supported")
     ("0.11.0", None, False),
     ("0.14.0", True, False),    # 0.14.0 MambaModelConfig: no supports_mamba_prefix_caching -> disabled
-    ("0.15.0", None, True),     # 0.15.0 engine/arg_utils.py default_prefix_caching = is_prefix_caching_supported
+    ("0.15.0", None, False),    # 0.15.0 config/model.py::is_prefix_caching_supported: False for "hybrid"
+    ("0.15.0", True, True),     # 0.15.0 MambaModelConfig: "align" without SupportsMambaPrefixCaching
     ("0.23.0", False, False),
     ("0.26.0", None, False),    # 0.26.0 arg_utils.py: "is_prefix_caching_supported and not model_config.is_hybrid"
     ("0.26.0", True, True),
 ])
 def test_hybrid_prefix_caching_by_release(version, requested, on):
-    assert hybrid_prefix_caching_unsupported_model(version, requested) is on
+    for arch in ("MiniMaxM1ForCausalLM", "Plamo2ForCausalLM"):
+        assert not supports_mamba_prefix_caching(version, (arch,))
+        mode = mamba_cache_mode(version, requested, hybrid=True, supports_prefix=False)
+        assert mode == ("align" if on else "none")
 
 
 def test_minimax_fp32_state():

@@ -55,6 +55,7 @@ class KVOptions:
     group_ratio: float = 1.5             # group size rule: 0 = smallest type's count (0.9.1-0.11)
     mla_align_elems: int = 0             # V0 0.7.2-0.7.3: MLA entry rounded up to this many values
     hybrid_align_fixed: bool = False     # before 0.20: hybrid alignment 16 tokens whatever --block-size says
+    mamba2_checkpoint: bool = True       # 0.32+: MambaMixer2's prefill checkpoint block (before: none)
 
 
 @dataclass(frozen=True)
@@ -169,6 +170,8 @@ def layer_spec(layer: AttentionLayer | MambaLayer, opt: KVOptions, block_size: i
     """The spec one module's get_kv_cache_spec returns on one rank."""
     if isinstance(layer, MambaLayer):
         checkpoint = MAMBA_CHECKPOINT_BLOCKS.get(layer.kind, 0)
+        if layer.kind == "mamba2" and not opt.mamba2_checkpoint:
+            checkpoint = 0                                      # < 0.32 (profiles.KVLayoutRule)
         if layer.kind == "gdn" and opt.gdn_checkpoint_alignment and opt.mamba_cache_mode == "align":
             checkpoint = 1                                      # 0.33 qwen_gdn_linear_attn.py
         return MambaSpec(mamba_page_bytes(layer, opt), mamba_block, checkpoint, mamba_padded, layer.kind)

@@ -182,7 +182,8 @@ def _divide(a: int, b: int, what: str) -> int:
 MAMBA_STATE_DTYPES = {"mamba1": ("conv", "ssm"), "mamba2": ("conv", "ssm"), "gdn": ("conv", "ssm"),
                       "short_conv": ("conv",), "kda": ("conv", "f32"), "linear_attn": ("conv",),
                       "plamo2_mamba": ("conv", "ssm")}
-# num_prefill_checkpoint_blocks of each mixer's MambaSpec (MambaMixer2.get_kv_cache_spec: 1). MiniMax's and
+# num_prefill_checkpoint_blocks of each mixer's MambaSpec (MambaMixer2.get_kv_cache_spec: 1 from 0.32.0,
+# KVOptions.mamba2_checkpoint). MiniMax's and
 # PLaMo2's mixers build their MambaSpec in MambaBase.get_kv_cache_spec (model_executor/layers/mamba/abstract.py,
 # 0.15.0-0.26.0), which has no checkpoint blocks.
 MAMBA_CHECKPOINT_BLOCKS = {"mamba1": 0, "mamba2": 1, "gdn": 0, "short_conv": 0, "kda": 0, "linear_attn": 0,

@@ -54,6 +54,12 @@ Memory and engine
                batches 0.26+, null block in the check 0.29+, PP check 0.14-0.16,
                V0 MLA 256-byte alignment 0.7.2-0.7.3 (kv_layout_rule)          v1/core/kv_cache_utils.py,
                                                                               worker/cache_engine.py
+  mamba        prefix caching for mamba models (mamba_cache_mode): never 0.10.1-0.11.0, off by
+               default for hybrids up to 0.27 and on from 0.28, "all" (refused) for
+               SupportsMambaPrefixCaching models 0.11.1-0.27, "align" otherwise; speculative state
+               pages charged from 0.15 (mamba_spec_blocks_charged); MambaMixer2's prefill
+               checkpoint block from 0.32 (mamba2_checkpoint_block)                 models/config.py,
+                                                                              v1/kv_cache_interface.py
   0.5.3-0.17   fused-MoE intermediate caches chunked at 32768 (16384 from 0.14)
                tokens (fused_moe_chunk_tokens)                                 envs.py, fused_moe.py
   all V1       GB10 (DGX Spark, cc 12.1) gets the small batch tier: <= 0.32
@@ -494,23 +500,81 @@ def minimax_fp32_state_refused(version: str) -> bool:
     return _v(version) < (0, 21, 0)
 
 
-def hybrid_prefix_caching_unsupported_model(version: str, requested: bool | None) -> bool:
-    """Whether prefix caching (so mamba_cache_mode "align") is on in vLLM `version` for a hybrid model class
-    WITHOUT SupportsMambaPrefixCaching (MiniMaxText01ForCausalLM and Plamo2ForCausalLM in every release that
-    served them); `requested`: --enable-prefix-caching / --no-enable-prefix-caching, None when not given.
+# Architectures whose model class implements SupportsMambaPrefixCaching (model_executor/models/{bamba,falcon_h1,
+# granitemoehybrid,jamba,mamba,mamba2,nemotron_h,zamba2}.py from 0.11.1; none in 0.11.0; registry.py maps
+# FalconMambaForCausalLM to mamba.py's MambaForCausalLM and NemotronHPuzzleForCausalLM to NemotronHForCausalLM):
+# last release that has it, None = still in 0.34.0 (bamba.py is gone from 0.24.0).
+MAMBA_PREFIX_CACHING_ARCHS: dict[str, str | None] = {
+    "BambaForCausalLM": "0.23.0", "FalconH1ForCausalLM": None, "GraniteMoeHybridForCausalLM": None,
+    "JambaForCausalLM": None, "JambaForSequenceClassification": None, "MambaForCausalLM": None,
+    "FalconMambaForCausalLM": None, "Mamba2ForCausalLM": None, "NemotronHForCausalLM": None,
+    "NemotronHPuzzleForCausalLM": None, "Zamba2ForCausalLM": None,
+}
 
-    0.10.1-0.11.x: model_executor/models/config.py::MambaModelConfig sets enable_prefix_caching = False ("not yet
-    supported"), and v1/kv_cache_interface.py::MambaSpec charges one page per request. 0.12.0-0.14.x: the same
-    class disables it for a model without supports_mamba_prefix_caching. 0.15.0-0.25.x: on by default
-    (engine/arg_utils.py default_prefix_caching = is_prefix_caching_supported) and MambaModelConfig picks
-    mamba_cache_mode "align" for such a model. 0.26.0-0.27.x: off by default for hybrids
-    ("is_prefix_caching_supported and not model_config.is_hybrid"), "align" when asked for."""
+
+def supports_mamba_prefix_caching(version: str, architectures: tuple[str, ...]) -> bool:
+    """ModelConfig.supports_mamba_prefix_caching in vLLM `version` (the SupportsMambaPrefixCaching interface)."""
     v = _v(version)
-    if v < (0, 15, 0):
+    if v < (0, 11, 1):
         return False
-    if requested is not None:
-        return requested
-    return not (0, 26, 0) <= v < (0, 28, 0)
+    return any(a in MAMBA_PREFIX_CACHING_ARCHS and (MAMBA_PREFIX_CACHING_ARCHS[a] is None
+                                                     or v <= _v(MAMBA_PREFIX_CACHING_ARCHS[a]))
+               for a in architectures)
+
+
+def mamba_cache_mode(version: str, requested: bool | None, *, hybrid: bool, supports_prefix: bool,
+                     speculative: bool = False) -> str:
+    """cache_config.mamba_cache_mode vLLM `version` (V1) ends with for a model with mamba layers: "none" (one
+    state page per request, mamba block = max_model_len), "align" (2 pages + speculative [+ checkpoint]) or
+    "all" (a state page for every block, like full attention; kvfit does not model it). `requested`:
+    --enable-prefix-caching / --no-enable-prefix-caching, None when not given; `hybrid`: attention layers too
+    (ModelConfig.is_hybrid), else attention-free; `supports_prefix`: supports_mamba_prefix_caching above.
+
+    Whether prefix caching is on (engine/arg_utils.py, default when not given):
+      0.10.1-0.11.0  model_executor/models/config.py::MambaModelConfig sets enable_prefix_caching = False
+                     whatever was asked ("not yet supported"); v1/kv_cache_interface.py::MambaSpec: one page.
+      0.11.1-0.11.2  default "not model_config.is_hybrid" (get_chunked_prefill_prefix_caching_defaults);
+      0.12.0-0.25.x  default model_config.is_prefix_caching_supported, False for attn_type "hybrid" and
+                     "attention_free" (config/model.py: "Hybrid models do not support prefix caching since the
+                     feature is still experimental");
+      0.26.0-0.27.x  is_prefix_caching_supported is True for hybrids, but the default is
+                     "is_prefix_caching_supported and not model_config.is_hybrid": off;
+      0.28.0+        the default is is_prefix_caching_supported again: on for hybrids, off attention-free.
+    What MambaModelConfig.verify_and_update_config does with it (model_executor/models/config.py):
+      0.11.1-0.14.x  on and supports_mamba_prefix_caching: kept; the mamba block is the (chunk-aligned)
+                     attention block (HybridAttentionMambaModelConfig) or --block-size (0.12+, attention-free)
+                     and MambaSpec.max_memory_usage_bytes charges cdiv(max_model_len, block) pages: "all".
+                     0.11.1-0.11.2 attention-free: mamba_block_size = max_model_len first, so one page:
+                     "none". On without the interface: "disabling" -> "none".
+      0.15.0-0.27.x  on: mamba_cache_mode "all" if supports_mamba_prefix_caching else "align"; 0.20.0-0.21.x
+                     "align" for such a model with speculative decoding.
+      0.28.0+        on: "align" (the "all" default is gone).
+      Off: "none" in every release."""
+    v = _v(version)
+    if v < (0, 11, 1):
+        return "none"
+    on = requested
+    if on is None:
+        if v < (0, 12, 0):
+            on = not hybrid
+        else:
+            on = hybrid and v >= (0, 28, 0)
+    if not on:
+        return "none"
+    if v < (0, 15, 0):
+        if not supports_prefix or (v < (0, 12, 0) and not hybrid):
+            return "none"
+        return "all"
+    if v < (0, 28, 0):
+        if supports_prefix and not ((0, 20, 0) <= v < (0, 22, 0) and speculative):
+            return "all"
+    return "align"
+
+
+def mamba_align_spec_refused(version: str) -> bool:
+    """0.15.0-0.16.x MambaModelConfig asserts "Mamba cache mode 'align' is currently not compatible with
+    speculative decoding." (model_executor/models/config.py; the assert is gone in 0.17.0)."""
+    return (0, 15, 0) <= _v(version) < (0, 17, 0)
 
 
 def v0_only_architectures(version: str) -> frozenset[str]:
@@ -914,6 +978,16 @@ class KVLayoutRule:
     # kernel_block_alignment_size = 16 in 0.12.0-0.19.x); from 0.20.0 the alignment is
     # max(smallest kernel block, --block-size) (platforms/interface.py::_align_hybrid_block_size).
     hybrid_align_fixed: bool = False
+    # MambaMixer2's MambaSpec carries num_prefill_checkpoint_blocks=1 (one more state page per request in
+    # mamba_cache_mode "align", v1/kv_cache_interface.py::MambaSpec.max_memory_usage_bytes) from 0.32.0
+    # (model_executor/layers/mamba/mamba_mixer2.py::get_kv_cache_spec); the field is new in 0.29.0's
+    # MambaSpec but only Kimi-K3's KDA sets it in 0.29.0-0.31.0, and MambaSpec before 0.29 has none.
+    mamba2_checkpoint_block: bool = True
+    # MambaSpec.max_memory_usage_bytes (v1/kv_cache_interface.py) charges num_speculative_blocks from 0.15.0
+    # ("none": 1 + spec, "align": 2 + spec pages); 0.10.2-0.11.x return page_size_bytes and 0.12.0-0.14.x
+    # cdiv(max_model_len, block_size) pages with the mamba block = max_model_len: one page whatever the
+    # speculative tokens (the manager's extra blocks are not in the capacity check or the concurrency).
+    mamba_spec_blocks_charged: bool = True
 
 
 def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, device: str = "cuda") -> KVLayoutRule:
@@ -927,7 +1001,8 @@ def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, de
         return KVLayoutRule(all_full=True, unify_local=True, group_ratio=0.0, in_flight_batches=False,
                             extra_retained=False, null_block_in_check=False,
                             mla_align_256=(0, 7, 2) <= v < (0, 8, 0) and align_on and device == "cuda",
-                            chunked_as_full=True, strided_groups=False)
+                            chunked_as_full=True, strided_groups=False, mamba2_checkpoint_block=False,
+                            mamba_spec_blocks_charged=False)
     if v < (0, 12, 0):
         ratio = 0.0
     elif v < (0, 18, 0):
@@ -938,7 +1013,8 @@ def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, de
                         in_flight_batches=v >= (0, 26, 0), extra_retained=v >= (0, 28, 0),
                         null_block_in_check=v >= (0, 29, 0), mla_align_256=False,
                         chunked_as_full=v < (0, 10, 0), strided_groups=v >= (0, 11, 0),
-                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0), hybrid_align_fixed=v < (0, 20, 0))
+                        pp_whole_model_check=(0, 14, 0) <= v < (0, 17, 0), hybrid_align_fixed=v < (0, 20, 0),
+                        mamba2_checkpoint_block=v >= (0, 32, 0), mamba_spec_blocks_charged=v >= (0, 15, 0))
 
 
 def fused_moe_chunk_tokens(profile: Profile | str, env: Mapping[str, str] | None = None) -> int | None:

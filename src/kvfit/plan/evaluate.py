@@ -23,9 +23,10 @@ from ..memory.encoder import encoder_profile
 from ..memory.overhead import (Overhead, cuda_context_bytes, estimate_cudagraph_bytes, estimate_overhead,
                                is_multimodal)
 from ..memory.profiles import (Profile, batch_defaults, cudagraph_headroom_warning, cudagraph_rule,
-                               gdn_checkpoint_alignment, hybrid_prefix_caching_unsupported_model, kv_cache_dtype_error,
-                               kv_layout_rule, max_len_refusal, minimax_fp32_state_refused, mxfp4_moe_backend,
-                               reported_tokens, resolve_batch, rope_scaled_max_len, v0_batch, v0_chunked_prefill)
+                               gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, mamba_align_spec_refused,
+                               mamba_cache_mode, max_len_refusal, minimax_fp32_state_refused, mxfp4_moe_backend,
+                               reported_tokens, resolve_batch, rope_scaled_max_len, supports_mamba_prefix_caching,
+                               v0_batch, v0_chunked_prefill)
 from ..memory import parallel as P
 from ..memory.variants import check_quantization, online_quantized
 from ..memory.weights import (DTYPE_BYTES, Inventory, LoraSpec, estimate_inventory, online_quantized_inventory,
@@ -271,18 +272,34 @@ def _mamba_cache_mode(arch: ModelArch, settings: Settings, profile: Profile | No
     """models/config.py::MambaModelConfig: "align" when prefix caching is on, else "none". Prefix caching
     defaults on for decoders and hybrids, off for attention-free and encoder-decoder models
     (ModelConfig.is_prefix_caching_supported); CPU_MLA turns it off (kv.cpu_host.mla_disables_chunking).
-    MiniMax linear attention and PLaMo2 (served up to 0.23 / 0.26): the release's rule for a hybrid without
-    SupportsMambaPrefixCaching (profiles.hybrid_prefix_caching_unsupported_model)."""
+    With `profile`, the release's rule for every model with mamba layers (profiles.mamba_cache_mode: off by
+    default for hybrids before 0.28, "all" for SupportsMambaPrefixCaching models before 0.28, which kvfit
+    refuses, nothing before 0.11.1); without it, 0.32's."""
     attention_free, mamba = _memo("kinds", (arch,), (), lambda: (arch.is_attention_free, bool(arch.mamba_layers)))
-    prefix = settings.enable_prefix_caching
-    if profile is not None and mamba and any(x.kind in ("linear_attn", "plamo2_mamba") for x in arch.mamba_layers):
-        return "align" if hybrid_prefix_caching_unsupported_model(profile.version, prefix) else "none"
+    asked = prefix = settings.enable_prefix_caching
     if prefix is None:
         prefix = not attention_free and not arch.is_encoder_decoder
     if settings.device == "cpu" and cpu_host.mla_disables_chunking(cpu_host.from_settings(settings),
                                                                    use_mla=arch.use_mla, model_type=arch.model_type):
-        prefix = False
-    return "align" if prefix and mamba else "none"
+        prefix = asked = False
+    if profile is None or not mamba:
+        return "align" if prefix and mamba else "none"
+    v = profile.version
+    mode = mamba_cache_mode(v, asked, hybrid=not attention_free,
+                            supports_prefix=supports_mamba_prefix_caching(v, arch.architectures),
+                            speculative=settings.speculative_method is not None)
+    if mode == "all":
+        raise BadInput(f"prefix caching on {', '.join(arch.architectures) or 'this model'}: vLLM {v} keeps a mamba "
+                       "state page for every block (mamba_cache_mode \"all\", model_executor/models/config.py::"
+                       "MambaModelConfig for a SupportsMambaPrefixCaching model), which kvfit does not model",
+                       "Leave prefix caching off (vLLM's default for this model before 0.28), or use vLLM 0.28.0 "
+                       "or later (mamba_cache_mode \"align\").")
+    if mode == "align" and settings.speculative_method is not None and mamba_align_spec_refused(v):
+        raise BadInput(f"prefix caching with speculative decoding on a mamba model: vLLM {v} asserts \"Mamba cache "
+                       "mode 'align' is currently not compatible with speculative decoding.\" "
+                       "(model_executor/models/config.py::MambaModelConfig)",
+                       "Drop --enable-prefix-caching or the speculative config, or use vLLM 0.17.0 or later.")
+    return mode
 
 
 def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: int | None = None,
@@ -294,7 +311,7 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
     EAGLE-family speculative decoding looks ahead during prefill: sliding windows retain
     num_prefill_lookahead_tokens - 1 more tokens (multi-module MTP: num_speculative_tokens - 1).
     With `profile`, the release's rule (profiles.kv_layout_rule): one batch of in-flight tokens before
-    0.26, no retained lookahead before 0.28; without it, 0.32's.
+    0.26, no retained lookahead before 0.28, no speculative mamba pages charged before 0.15; without it, 0.32's.
     """
     rule = kv_layout_rule(profile, dict(settings.vllm_env), device=settings.device) if profile is not None else None
     pp = settings.pipeline_parallel_size
@@ -313,7 +330,8 @@ def request_context(r: Resolved, settings: Settings, arch: ModelArch, length: in
     return RequestContext(max_model_len=length or r.max_model_len, max_num_batched_tokens=r.max_num_batched_tokens,
                           max_in_flight_tokens=concurrent * r.max_num_batched_tokens,
                           extra_retained_tokens=max(0, lookahead - 1),
-                          num_speculative_blocks=settings.num_speculative_tokens if method else 0,
+                          num_speculative_blocks=settings.num_speculative_tokens if method and (
+                              rule is None or rule.mamba_spec_blocks_charged) else 0,
                           mamba_cache_mode=_mamba_cache_mode(arch, settings, profile),
                           decode_context_parallel_size=settings.decode_context_parallel_size)
 
@@ -353,6 +371,7 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
             hybrid = False
         release = dict(full_attention_only=rule.all_full, chunked_as_full=rule.chunked_as_full,
                        group_ratio=rule.group_ratio, hybrid_align_fixed=rule.hybrid_align_fixed,
+                       mamba2_checkpoint=rule.mamba2_checkpoint_block,
                        mla_align_elems=256 // model_bytes if rule.mla_align_256 and arch.use_mla else 0)
         gdn = [x for x in arch.mamba_layers if x.kind == "gdn"]
         if gdn:
