@@ -233,3 +233,17 @@ def test_align_with_speculative_decoding_refused_0_15_to_0_16():
     r = _check(QWEN3_NEXT, "0.17.0", "--max-model-len", "32768", *spec)
     assert r.rc == 0, r
     assert r.json["capacity"]["blocks_per_request"] == 3 * (2 + 2) + 59
+
+
+# The ssm state dtype Nemotron-H gets without --mamba-ssm-cache-dtype (config.json has no mamba_ssm_cache_dtype):
+# up to 0.12 no NemotronHForCausalLMConfig -> "auto" = the model dtype (bf16); 0.13-0.19 its
+# verify_and_update_config falls back to float16; from 0.20 DEFAULT_MAMBA_SSM_CACHE_DTYPE = float32
+# (model_executor/models/config.py of each release). A 2-byte state at TP 2: conv 61,440 B + ssm 128 x 64 x
+# 256 x 2 = 4,194,304 B = 4,255,744 B -> block 16 x cdiv(4,255,744, 16 x 2,048) = 16 x 130 = 2,080 tokens; the
+# float32 one is the 4,128 above.
+@pytest.mark.parametrize("version, block", [("0.12.0", 2080), ("0.13.0", 2080), ("0.19.0", 2080),
+                                            ("0.20.0", 4128), ("0.32.0", 4128)])
+def test_nemotron_h_default_ssm_dtype_by_release(version, block):
+    r = _check(NEMOTRON_H, version)
+    assert r.rc == 0, r
+    assert r.json["kv"]["attention_block_size"] == block

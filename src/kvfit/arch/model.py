@@ -158,6 +158,7 @@ class ModelArch:
     sliding_window: int | None = None
     attention_chunk_size: int | None = None   # ModelConfig.attention_chunk_size (HMA rules)
     mamba_ssm_dtype: str | None = None        # the model's own default for mamba_ssm_cache_dtype
+    mamba_ssm_dtype_in_config: bool = False   # config.json names it (else mamba_ssm_dtype is the class fallback)
     mtp_layers: int = 0                       # num_nextn_predict_layers / mtp_num_hidden_layers
     gdn_layer_types: bool = False             # layer_types names linear_attention (CPU GDN rule)
     encoder_item_tokens: int = 0              # encoder-decoder: encoder tokens of one input (Whisper 1500)

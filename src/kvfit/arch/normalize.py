@@ -434,9 +434,10 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
 
     derived, key, default, mml = _max_len(r, config, str(root_type or model_type))
     qc = config.get("quantization_config") if isinstance(config.get("quantization_config"), dict) else None
-    ssm_dtype = None
+    ssm_dtype, ssm_in_config = None, False
     if model_type in F.MAMBA_SSM_DTYPE_DEFAULT:
         k, fallback = F.MAMBA_SSM_DTYPE_DEFAULT[model_type]
+        ssm_in_config = cfg.get(k) is not None
         v = cfg.get(k, fallback)
         ssm_dtype = _DTYPE_NAMES.get(str(v).lower(), str(v)) if v is not None else None
     lt = cfg.get("layer_types")
@@ -471,6 +472,7 @@ def _normalize(config: dict, *, hf_quant_config: dict | None = None) -> ModelArc
         sliding_window=window,
         attention_chunk_size=chunk,
         mamba_ssm_dtype=ssm_dtype,
+        mamba_ssm_dtype_in_config=ssm_in_config,
         mtp_layers=mtp,
         gdn_layer_types=isinstance(lt, list) and "linear_attention" in lt,
         encoder_item_tokens=r.int("max_source_positions", r.raw("max_source_positions", 0), allow_zero=True)

@@ -990,6 +990,17 @@ class KVLayoutRule:
     mamba_spec_blocks_charged: bool = True
 
 
+def nemotron_h_ssm_dtype(profile: Profile, from_config: str | None) -> str:
+    """Nemotron-H's mamba ssm state dtype when --mamba-ssm-cache-dtype is "auto", per release
+    (model_executor/models/config.py NemotronHForCausalLMConfig.verify_and_update_config): up to 0.12 the class
+    does not exist, so "auto" (the model dtype); 0.13-0.19 hf_config.mamba_ssm_cache_dtype, else float16;
+    from 0.20 hf_config.mamba_ssm_cache_dtype, else DEFAULT_MAMBA_SSM_CACHE_DTYPE = float32."""
+    r = release_of(profile.version)
+    if r < (0, 13, 0):
+        return "auto"
+    return from_config or ("float16" if r < (0, 20, 0) else "float32")
+
+
 def kv_layout_rule(profile: Profile, env: Mapping[str, str] | None = None, *, device: str = "cuda") -> KVLayoutRule:
     v = _rel(profile)
     if profile.engine == "V0":

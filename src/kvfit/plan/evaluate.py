@@ -25,6 +25,7 @@ from ..memory.overhead import (Overhead, cuda_context_bytes, estimate_cudagraph_
 from ..memory.profiles import (Profile, batch_defaults, cudagraph_headroom_warning, cudagraph_rule,
                                gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, mamba_align_spec_refused,
                                mamba_cache_mode, max_len_refusal, minimax_fp32_state_refused, mxfp4_moe_backend,
+                               nemotron_h_ssm_dtype,
                                reported_tokens, resolve_batch, rope_scaled_max_len, supports_mamba_prefix_caching,
                                v0_batch, v0_chunked_prefill)
 from ..memory import parallel as P
@@ -352,7 +353,9 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
     model_bytes = DTYPE_BYTES[r.model_dtype]
     conv = model_bytes if settings.mamba_cache_dtype == "auto" else DTYPE_BYTES[settings.mamba_cache_dtype]
     ssm_dtype = settings.mamba_ssm_cache_dtype
-    if ssm_dtype == "auto" and arch.mamba_ssm_dtype:
+    if ssm_dtype == "auto" and arch.model_type == "nemotron_h" and profile is not None:
+        ssm_dtype = nemotron_h_ssm_dtype(profile, arch.mamba_ssm_dtype if arch.mamba_ssm_dtype_in_config else None)
+    elif ssm_dtype == "auto" and arch.mamba_ssm_dtype:
         ssm_dtype = arch.mamba_ssm_dtype
     if settings.device == "cpu":
         ssm_dtype = cpu_host.ssm_cache_dtype_for(cpu_host.from_settings(settings), arch, ssm_dtype)
