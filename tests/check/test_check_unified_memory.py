@@ -2,8 +2,9 @@
 
 The expected tiers are vLLM's engine/arg_utils.py::get_batch_defaults for the default `vllm serve` path:
   * 0.32.0: `device_memory = current_platform.get_device_total_memory()` inside try/except; NVML's device
-    memory query is not supported on GB10, so device_memory = 0 -> the last branch: 2048 tokens (serve),
-    256 sequences.
+    memory query is not supported on GB10 (nvidia-smi prints "Not Supported" under Memory-Usage for NVIDIA GB10,
+    NVIDIA/dgx-spark-playbooks nvidia/cuda-x-data-science/assets/cudf_pandas_demo.ipynb at 0db7c141), so
+    device_memory = 0 -> the last branch: 2048 tokens (serve), 256 sequences.
   * 0.33.0: the same call falls back to the CUDA properties (platforms/cuda.py), and
     `is_gb10 = current_platform.is_device_capability((12, 1))` keeps GB10 out of the >= 70 GiB tier.
   * Thor (compute capability 11.0, not GB10) with a total >= 70 GiB: the >= 70 GiB tier, 8192 tokens (serve),
@@ -20,6 +21,9 @@ GiB = 1 << 30
 
 
 @pytest.mark.parametrize("name, full, cc", [
+    # 12.1: NVIDIA/dgx-spark-playbooks nvidia/cutile-kernels/README.md "Compute Capability | sm_121 (12.1)";
+    # 11.0 / 12.1: dusty-nv/jetson-containers packages/llm/vllm/patches/generate_diff.py (dd206bfe)
+    # "shared_sysmem_device_mem_sms = (110, 121)  # Thor, Spark"
     ("DGX Spark", "NVIDIA GB10", "12.1"),
     ("GB10", "NVIDIA GB10", "12.1"),
     ("Jetson AGX Thor", "NVIDIA Thor", "11.0"),
@@ -30,6 +34,20 @@ def test_unified_memory_gpus_in_the_catalog(check_json, name, full, cc):
     assert j["gpu"]["name"] == full
     assert j["gpu"]["compute_capability"] == cc
     assert j["gpu"]["total_bytes"] >= 70 * GiB         # a total vLLM would put on the large tier if it read it
+
+
+def test_thor_total_is_the_one_vllm_printed_there():
+    """A vLLM startup error on Jetson AGX Thor (L4T r38.2.2), NVIDIA-AI-IOT/jetson-generative-ai-playground
+    docs/workshop_gtcdc2025.md, commit 693002fb051f30be3a08113f6a06ae9c3e029397:
+    'Free memory on device (14.45/122.82 GiB) on startup is less than desired GPU memory utilization (0.7, 85.98 GiB)'.
+    vLLM prints the total to 2 decimals and requests ceil(total x 0.7) (0.32 v1/worker/utils.py::request_memory),
+    so the total lies in [85.975 / 0.7, 122.825) GiB."""
+    from kvfit.gpu.catalog import lookup
+
+    total = lookup("Jetson AGX Thor").total_bytes
+    assert round(total / GiB, 2) == 122.82
+    assert round(total * 0.7 / GiB, 2) == 85.98
+    assert 85.975 / 0.7 * GiB <= total < 122.825 * GiB
 
 
 @pytest.mark.parametrize("version", ["0.32.0", "0.33.0"])
@@ -56,7 +74,7 @@ def test_unified_memory_entries_say_what_kvfit_assumes():
 
 @pytest.mark.parametrize("name, estimated, unified", [
     ("DGX Spark", True, True),        # gpus.json: total "from knowledge", unified_memory
-    ("Thor", True, True),
+    ("Thor", True, True),             # 122.82 GiB seen in a public vLLM log, but its bytes inferred, not calibrated
     ("L4", True, False),              # total from knowledge, not from a vLLM log
     ("RTX 3090", False, False),       # calibration gt-001 printed total_gpu_memory=23.58GiB
 ])
