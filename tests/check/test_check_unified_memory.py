@@ -69,18 +69,19 @@ def test_unified_memory_entries_say_what_kvfit_assumes():
         e = entries[name]
         assert e["unified_memory"] is True
         assert "psutil.virtual_memory().available" in e["notes"]      # vLLM's free memory on UMA devices
-        assert "approximate" in e["source"]                           # totals not measured by this project
+        assert "approximate" in e["source"]                           # exact bytes not measured by this project
 
 
-@pytest.mark.parametrize("name, estimated, unified", [
-    ("DGX Spark", True, True),        # gpus.json: total "from knowledge", unified_memory
-    ("Thor", True, True),             # 122.82 GiB seen in a public vLLM log, but its bytes inferred, not calibrated
-    ("L4", True, False),              # total from knowledge, not from a vLLM log
-    ("RTX 3090", False, False),       # calibration gt-001 printed total_gpu_memory=23.58GiB
+@pytest.mark.parametrize("name, estimated, logged, unified", [
+    ("DGX Spark", True, False, True),     # gpus.json: total "from knowledge", unified_memory
+    ("Thor", False, True, True),          # 122.82 GiB seen in a public vLLM log, its bytes inferred
+    ("L4", True, False, False),           # total from knowledge, not from a vLLM log
+    ("RTX 3090", False, False, False),    # calibration gt-001 printed total_gpu_memory=23.58GiB
 ])
-def test_named_gpu_says_what_its_total_rests_on(check_json, name, estimated, unified):
+def test_named_gpu_says_what_its_total_rests_on(check_json, name, estimated, logged, unified):
     notes = " ".join(check_json(ORPHEUS, "--gpu", name, "--max-model-len", "8192")["notes"])
     assert ("kvfit's estimate, not seen in a vLLM log" in notes) is estimated
+    assert ("a public vLLM log printed there to two decimals" in notes) is logged
     assert ("shares its memory with the CPU" in notes) is unified
     if unified:     # NVML cannot read memory there (nvidia-smi memory.total [N/A]): only --gpu-memory helps
         assert "reads NVML" not in notes

@@ -61,7 +61,12 @@ def caveats(gpu: Gpu) -> tuple[str, ...]:
     if gpu.source != "catalog" or entry is None:
         return ()
     out = []
-    if not str(entry.get("source", "")).startswith("calibration"):
+    src = str(entry.get("source", ""))
+    if src.startswith("vLLM log"):
+        out.append(f"{gpu.name}'s total ({gpu.total_bytes / 2**30:.2f} GiB) is the figure a public vLLM log printed "
+                   "there to two decimals (the exact bytes are kvfit's inference); give --gpu-memory with what "
+                   "torch.cuda.mem_get_info() reports on yours")
+    elif not src.startswith("calibration"):
         where = "" if entry.get("unified_memory") else "run kvfit on the machine (it reads NVML) or "
         out.append(f"{gpu.name}'s total ({gpu.total_bytes / 2**30:.2f} GiB) is kvfit's estimate, not seen in a vLLM "
                    f"log: {where}give --gpu-memory with what torch.cuda.mem_get_info() reports there")
