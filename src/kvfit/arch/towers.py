@@ -190,9 +190,8 @@ def _qwen3_vl(t: _T, vc: dict, text_h: int) -> _T:
     return t
 
 
-def _used_layers(vc: dict, config: dict) -> tuple[int, bool]:
-    """llava.py::_get_num_hidden_layers: layers up to vision_feature_layer; post_layernorm only if all."""
-    n = _i(vc, "num_hidden_layers", "depth", default=24)
+def feature_layers(n: int, config) -> int:
+    """llava.py::_get_num_hidden_layers: of a tower's `n` layers, those up to vision_feature_layer."""
     fl = config.get("vision_feature_layer", -1)
     if isinstance(fl, list) and fl and all(isinstance(x, int) for x in fl):
         used = max(x if x >= 0 else n + x + 1 for x in fl)
@@ -200,7 +199,13 @@ def _used_layers(vc: dict, config: dict) -> tuple[int, bool]:
         used = fl if fl >= 0 else n + fl + 1
     else:
         used = n
-    used = max(1, min(n, used))
+    return max(1, min(n, used))
+
+
+def _used_layers(vc: dict, config: dict) -> tuple[int, bool]:
+    """The layers built, and whether post_layernorm is (only when all are used)."""
+    n = _i(vc, "num_hidden_layers", "depth", default=24)
+    used = feature_layers(n, config)
     return used, used == n
 
 

@@ -54,6 +54,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..arch.towers import feature_layers
 from ..errors import BadFlag
 
 MODALITIES = ("image", "video", "audio")
@@ -532,15 +533,7 @@ def _clip_tower(vc: Mapping, name: str, used_layers: int) -> Tower:
 
 def _feature_layers(vc: Mapping, config: Mapping, default_layers: int) -> int:
     """llava.py::_get_num_hidden_layers: layers up to vision_feature_layer."""
-    n = _i(vc, "num_hidden_layers", default=default_layers)
-    fl = config.get("vision_feature_layer", -1)
-    if isinstance(fl, list) and fl and all(isinstance(x, int) for x in fl):
-        used = max(x if x >= 0 else n + x + 1 for x in fl)
-    elif isinstance(fl, int) and not isinstance(fl, bool):
-        used = fl if fl >= 0 else n + fl + 1
-    else:
-        used = n
-    return max(1, min(n, used))
+    return feature_layers(_i(vc, "num_hidden_layers", default=default_layers), config)
 
 
 def _llava(ctx: _Ctx, seq_len: int, counts: Mapping[str, int]) -> dict[str, MMItem]:
