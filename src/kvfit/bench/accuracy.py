@@ -569,14 +569,15 @@ def report(detail: bool = False, data: Path = DATA) -> str:
     lines.append("")
     lines.extend(cause_table([r for r in kv if not r.fit]))
     lines.append("")
+
+    def explained(title: str, rows: list, why) -> None:
+        """A table of records, each followed by why it stands apart."""
+        if rows:
+            lines.extend([title, "", *table(rows), *(f"\n{r.obs_id}: {why(r)}" for r in rows), ""])
+
     fits = [r for r in kv if r.fit]
-    if fits:
-        lines.append(f"### Fit check, not validation: {summary(fits)} on the record(s) the constants were fitted on")
-        lines.append("")
-        lines.extend(table(fits))
-        for r in fits:
-            lines.append(f"\n{r.obs_id}: {FIT_RECORDS[r.obs_id]}")
-        lines.append("")
+    explained(f"### Fit check, not validation: {summary(fits)} on the record(s) the constants were fitted on",
+              fits, lambda r: FIT_RECORDS[r.obs_id])
     lines.append("### GPU-side memory, term by term, where the log prints it (GiB)")
     lines.append("")
     lines.append("V1 logs print the breakdown only from 0.10.2 (\"Free memory on device ... Actual usage is ...\"); "
@@ -586,21 +587,9 @@ def report(detail: bool = False, data: Path = DATA) -> str:
     lines.append("")
     lines.extend(term_table(scored))
     lines.append("")
-    terms_only = [r for r in scored if not r.kv_scored]
-    if terms_only:
-        lines.append("### Scored on their terms only (weights unknown)")
-        lines.append("")
-        lines.extend(table(terms_only))
-        for r in terms_only:
-            lines.append(f"\n{r.obs_id}: {r.reason}")
-        lines.append("")
-    if assumed:
-        lines.append("### On an assumed GPU (not scored)")
-        lines.append("")
-        lines.extend(table(assumed))
-        for r in assumed:
-            lines.append(f"\n{r.obs_id}: {r.reason}")
-        lines.append("")
+    explained("### Scored on their terms only (weights unknown)", [r for r in scored if not r.kv_scored],
+              lambda r: r.reason)
+    explained("### On an assumed GPU (not scored)", assumed, lambda r: r.reason)
     if implied:
         lines.append("### V1 records without a GPU total (not scored): the total kvfit's reserve implies")
         lines.append("")
