@@ -59,24 +59,22 @@ def compose_all(text: str) -> list[yaml.Node]:
         raise BadInput("YAML: nested too deeply to read") from None
 
 
-def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    found = None
-    for k, v in node.value:
-        if isinstance(k, yaml.ScalarNode) and k.value == key:
-            found = v                                   # the last one wins, as in PyYAML's mapping
+def _entry(node: yaml.Node | None, key: str) -> tuple[yaml.Node | None, yaml.Node | None]:
+    """The (key node, value node) of `key` in a mapping node; the last one wins, as in PyYAML's mapping."""
+    found: tuple[yaml.Node | None, yaml.Node | None] = (None, None)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                found = (k, v)
     return found
+
+
+def _get(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    return _entry(node, key)[1]
 
 
 def _key(node: yaml.Node | None, key: str) -> yaml.Node | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    found = None
-    for k, _ in node.value:
-        if isinstance(k, yaml.ScalarNode) and k.value == key:
-            found = k
-    return found
+    return _entry(node, key)[0]
 
 
 def _path(node: yaml.Node | None, *keys: str) -> yaml.Node | None:
