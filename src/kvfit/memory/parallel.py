@@ -214,8 +214,7 @@ def check(arch: ModelArch, s: Settings) -> Parallel:
             # waited for at start-up.
             per_node = max(local_world // p.world, 1)
             spans = p.world > local_world
-            if (per_node * p.world != local_world and not spans) or (spans and (p.nnodes % p.dp or
-                                                                              p.world * p.dp != p.gpus)):
+            if (p.nnodes % p.dp) if spans else (per_node * p.world != local_world):
                 started = per_node * (p.nnodes if not spans else 1)
                 raise _refuse("data_parallel_size",
                               f"--data-parallel-size {p.dp} over --nnodes {p.nnodes}: each node holds {local_world} "
