@@ -50,6 +50,18 @@ def test_thor_total_is_the_one_vllm_printed_there():
     assert 85.975 / 0.7 * GiB <= total < 122.825 * GiB
 
 
+def test_gb10_total_is_the_one_cuda_printed_there():
+    """NVIDIA cuOpt 25.10.1 on DGX Spark, NVIDIA/dgx-spark-playbooks
+    nvidia/portfolio-optimization/assets/cvar_basic.ipynb, commit 0db7c141da60870ca6ed5c99436320f4e35cd531:
+    'CUDA 13.0, device: NVIDIA GB10 (ID 0), VRAM: 119.70 GiB' (the CUDA device total, to 2 decimals), so the total
+    lies in [119.695, 119.705) GiB. Not a vLLM log: the answer says so (test below)."""
+    from kvfit.gpu.catalog import lookup
+
+    total = lookup("DGX Spark").total_bytes
+    assert round(total / GiB, 2) == 119.70
+    assert 119.695 * GiB <= total < 119.705 * GiB
+
+
 @pytest.mark.parametrize("version", ["0.32.0", "0.33.0"])
 def test_gb10_gets_the_small_batch_tier(check_json, version):
     j = check_json(ORPHEUS, "--gpu", "DGX Spark", "--max-model-len", "8192", "--vllm-version", version)
@@ -72,16 +84,17 @@ def test_unified_memory_entries_say_what_kvfit_assumes():
         assert "approximate" in e["source"]                           # exact bytes not measured by this project
 
 
-@pytest.mark.parametrize("name, estimated, logged, unified", [
-    ("DGX Spark", True, False, True),     # gpus.json: total "from knowledge", unified_memory
-    ("Thor", False, True, True),          # 122.82 GiB seen in a public vLLM log, its bytes inferred
-    ("L4", True, False, False),           # total from knowledge, not from a vLLM log
-    ("RTX 3090", False, False, False),    # calibration gt-001 printed total_gpu_memory=23.58GiB
+@pytest.mark.parametrize("name, estimated, logged, cuda_logged, unified", [
+    ("DGX Spark", False, False, True, True),  # 119.70 GiB printed by cuOpt on a GB10 (a CUDA log, not vLLM's)
+    ("Thor", False, True, False, True),       # 122.82 GiB seen in a public vLLM log, its bytes inferred
+    ("L4", True, False, False, False),        # total from knowledge, not from a vLLM log
+    ("RTX 3090", False, False, False, False),  # calibration gt-001 printed total_gpu_memory=23.58GiB
 ])
-def test_named_gpu_says_what_its_total_rests_on(check_json, name, estimated, logged, unified):
+def test_named_gpu_says_what_its_total_rests_on(check_json, name, estimated, logged, cuda_logged, unified):
     notes = " ".join(check_json(ORPHEUS, "--gpu", name, "--max-model-len", "8192")["notes"])
     assert ("kvfit's estimate, not seen in a vLLM log" in notes) is estimated
     assert ("a public vLLM log printed there to two decimals" in notes) is logged
+    assert ("the CUDA device total a public log (not vLLM's) printed there to two decimals" in notes) is cuda_logged
     assert ("shares its memory with the CPU" in notes) is unified
     if unified:     # NVML cannot read memory there (nvidia-smi memory.total [N/A]): only --gpu-memory helps
         assert "reads NVML" not in notes

@@ -156,7 +156,7 @@ def test_batch_default_tiers(gpu, entrypoint, version, expected):
     assert _bd(gpu, entrypoint, version) == expected
 
 
-GB10 = Gpu("NVIDIA GB10", 128_526_278_656, (12, 1))
+GB10 = Gpu("NVIDIA GB10", 122_573 * 2**20, (12, 1))   # 119.70 GiB, the CUDA total cuOpt printed on a GB10
 
 
 @pytest.mark.parametrize("version", ["0.20.0", "0.32.0", "0.33.0"])

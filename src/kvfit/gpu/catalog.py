@@ -56,7 +56,8 @@ def lookup(name: str) -> Gpu:
 
 def caveats(gpu: Gpu) -> tuple[str, ...]:
     """What a named catalog GPU's answer rests on that no vLLM log has shown kvfit: a total not measured in
-    calibration, and unified memory (vLLM then sizes from the system's available memory)."""
+    calibration (seen in a public vLLM log, in another program's CUDA log, or kvfit's estimate), and unified
+    memory (vLLM then sizes from the system's available memory)."""
     entry = next((e for e in catalog() if e["name"] == gpu.name), None)
     if gpu.source != "catalog" or entry is None:
         return ()
@@ -65,6 +66,10 @@ def caveats(gpu: Gpu) -> tuple[str, ...]:
     if src.startswith("vLLM log"):
         out.append(f"{gpu.name}'s total ({gpu.total_bytes / 2**30:.2f} GiB) is the figure a public vLLM log printed "
                    "there to two decimals (the exact bytes are kvfit's inference); give --gpu-memory with what "
+                   "torch.cuda.mem_get_info() reports on yours")
+    elif src.startswith("CUDA log"):
+        out.append(f"{gpu.name}'s total ({gpu.total_bytes / 2**30:.2f} GiB) is the CUDA device total a public log "
+                   "(not vLLM's) printed there to two decimals; give --gpu-memory with what "
                    "torch.cuda.mem_get_info() reports on yours")
     elif not src.startswith("calibration"):
         where = "" if entry.get("unified_memory") else "run kvfit on the machine (it reads NVML) or "
