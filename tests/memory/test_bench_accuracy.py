@@ -36,7 +36,7 @@ def test_public_log_records_carry_their_source_and_verbatim_lines():
     """Every added record names its repository, path and commit, and its reported figures appear in its
     verbatim log lines (never a number without the line it comes from)."""
     pub = [json.loads(x) for x in (DATA / "public_logs.jsonl").read_text().splitlines() if x.strip()]
-    assert len(pub) == 20 and len({r["obs_id"] for r in pub}) == 20
+    assert len(pub) == 21 and len({r["obs_id"] for r in pub}) == 21
     for r in pub:
         src = r["source"]
         assert src["repo"] and src["path"] and re.fullmatch(r"[0-9a-f]{40}", src["commit"]), r["obs_id"]
@@ -99,6 +99,27 @@ def test_terms_and_causes():
     assert abs(by["pl-006"].terms["activation"][0] - 0.74) < 0.02           # the V0 sampler term
     assert "LoRA" in by["pl-001"].causes and "quantized" in by["pl-013"].causes
     assert {"MoE", "MLA", "tensor parallel"} <= set(by["gt-035"].causes)
+
+
+def test_colocated_grpo_log_is_a_v1_validation_record():
+    """pl-021: huggingface/cookbook's TRL GRPO notebook (vLLM 0.11.0 in the trainer's process, utilization 0.3):
+    "GPU KV cache size: 1,933,472 tokens", "Model loading took 0.9280 GiB". Its GPU is inferred (80 GB class)."""
+    scored, skipped, implied, assumed = accuracy.run_records(_records(), DATA)
+    r = {x.obs_id: x for x in scored}["pl-021"]
+    assert r.engine == "V1" and r.kv_scored and not r.fit and "GPU inferred" in r.causes
+    assert r.metric == "tokens" and r.reported == 1_933_472
+    assert r.terms["weights"][1] == 0.928
+
+
+def test_weights_unknown_records_check_the_rest_of_the_reserve():
+    """pl-017 (vLLM 0.22.1 dev, W2A16 checkpoint without a real config copy): with the log's 3.59 GiB of weights
+    in place of kvfit's, the KV cache is compared with the log's 62.01 GiB; it stays out of the figures."""
+    scored, skipped, implied, assumed = accuracy.run_records(_records(), DATA)
+    r = {x.obs_id: x for x in scored}["pl-017"]
+    assert not r.kv_scored
+    logged, ours = r.with_logged_weights
+    assert logged == 62.01                           # "Available KV cache memory: 62.01 GiB"
+    assert abs(ours - logged) / logged < 0.04
 
 
 def test_module_runs_and_imports_no_ml_stack():

@@ -118,6 +118,7 @@ class Row:
     shown_version: str = ""      # the version as the record has it when approximate ("~0.7")
     source: str = ""
     kv_scored: bool = True       # False: weights unknown, terms only
+    with_logged_weights: tuple | None = None   # weights unknown: (logged KV GiB, kvfit's KV GiB given the log's weights)
 
     @property
     def fit(self) -> bool:
@@ -419,8 +420,21 @@ def run_records(records: list[dict], data: Path = DATA) -> tuple[list[Row], list
             row.kv_scored = False
             row.reason = ("weights unknown: the checkpoint's quantization is not in a real config copy, so the "
                           "KV figure is not scored; its terms are")
+            row.with_logged_weights = _with_logged_weights(rec, res)
         scored.append(row)
     return scored, skipped, implied, assumed
+
+
+def _with_logged_weights(rec: dict, res) -> tuple[float, float] | None:
+    """(logged KV GiB, kvfit's KV GiB with the log's weights in place of its own): everything in the reserve
+    but the weights, checked where the checkpoint's weights cannot be sized from a real config."""
+    rep = rec["reported"]
+    w = _first(rep.get("model_weights_gib"), rep.get("model_loading_gib"))
+    kv = rep.get("kv_cache_gib")
+    if w is None or not isinstance(kv, (int, float)):
+        return None
+    m = res.memory
+    return float(kv), (m.kv_available_bytes + m.weights_bytes) / GiB - w
 
 
 def _assumed(rec: dict, row: Row, model, gpu_name: str) -> Row:
@@ -589,6 +603,21 @@ def report(detail: bool = False, data: Path = DATA) -> str:
     lines.append("")
     explained("### Scored on their terms only (weights unknown)", [r for r in scored if not r.kv_scored],
               lambda r: r.reason)
+    checked = [r for r in scored if r.with_logged_weights]
+    if checked:
+        lines += ["### The rest of the reserve, with the log's weights (weights-unknown records, not in the figures)",
+                  "", "kvfit's KV cache with the weights the log printed in place of its own estimate: everything "
+                  "else in the reserve (activation, sampler, CUDA graphs, non-torch) against the log. Records the "
+                  "V0 constants were fitted on are labelled \"fit\".", "",
+                  "| record | engine | vLLM | logged weights GiB | logged KV GiB | kvfit KV GiB | error |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in checked:
+            logged, ours = r.with_logged_weights
+            w = r.terms.get("weights", (None, None))[1]
+            fit = " (fit)" if r.obs_id in TERM_FIT_RECORDS else ""
+            lines.append(f"| {r.obs_id}{fit} | {r.engine} | {r.shown_version or r.version} | "
+                         f"{_fmt(w)} | {_fmt(logged)} | {_fmt(ours)} | {(ours - logged) / logged * 100:+.2f}% |")
+        lines.append("")
     explained("### On an assumed GPU (not scored)", assumed, lambda r: r.reason)
     if implied:
         lines.append("### V1 records without a GPU total (not scored): the total kvfit's reserve implies")
