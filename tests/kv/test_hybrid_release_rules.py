@@ -247,3 +247,66 @@ def test_nemotron_h_default_ssm_dtype_by_release(version, block):
     r = _check(NEMOTRON_H, version)
     assert r.rc == 0, r
     assert r.json["kv"]["attention_block_size"] == block
+
+
+# --- FlashInfer, head size 256, Blackwell (flashinfer-ai/flashinfer#1993), vLLM 0.11.1-0.17.x ---------------
+#
+# models/config.py::HybridAttentionMambaModelConfig: kernel_block_alignment_size = 32 instead of 16 when
+# is_device_capability(100) (0.11.1-0.12.x; is_device_capability_family(100) from 0.13.0), the model's head size
+# is 256 and the attention backend is unset or FLASHINFER; 0.11.0 has `attn_block_size = 16 * cdiv(...)` and
+# 0.18.0 drops the branch. Qwen3-Next-80B at TP 4 (config: linear_num_key_heads 16, linear_num_value_heads 32,
+# key/value head dim 128, conv kernel 4, 2 KV heads, head_dim 256), bf16: GDN state = conv (3, (2 x 16 x 128 +
+# 32 x 128) / 4 = 2048) x 2 B = 12,288 B + temporal (32 / 4 = 8, 128, 128) x 2 B = 262,144 B = 274,432 B;
+# attention per token max(1, 2 / 4) = 1 KV head x 2 x 256 x 2 B = 1,024 B.
+#   16 x cdiv(274,432, 16 x 1,024) = 16 x 17 = 272 tokens;  32 x cdiv(274,432, 32 x 1,024) = 32 x 9 = 288 tokens.
+
+@pytest.mark.parametrize("gpu, version, env, block", [
+    ("B200", "0.11.0", (), 272),
+    ("B200", "0.11.1", (), 288),
+    ("B200", "0.12.0", (), 288),
+    ("B200", "0.15.0", (), 288),
+    ("B200", "0.17.0", (), 288),
+    ("B200", "0.15.0", ("VLLM_ATTENTION_BACKEND=FLASHINFER",), 288),
+    ("B200", "0.15.0", ("VLLM_ATTENTION_BACKEND=FLASH_ATTN",), 272),
+    ("B200", "0.18.0", (), 272),
+    ("H100", "0.15.0", (), 272),
+])
+def test_qwen3_next_hybrid_block_on_blackwell(gpu, version, env, block):
+    launch = ["--", *env, "vllm", "serve", str(QWEN3_NEXT), "-tp", "4", "--max-model-len", "32768"]
+    r = invoke(["check", "--gpu", gpu, "--vllm-version", version, "--json", *launch])
+    assert r.rc == 0, r
+    assert r.json["kv"]["attention_block_size"] == block
+
+
+def test_the_device_test_per_release():
+    """0.11.1-0.12.x test compute capability 10.0 only; 0.13-0.17 any 10.x (B300 is 10.3); never 9.0 or 12.x."""
+    from kvfit.memory.profiles import flashinfer_hd256_needs_32 as rule
+
+    assert rule(profile_for("0.12.0"), (10, 0)) and not rule(profile_for("0.12.0"), (10, 3))
+    assert rule(profile_for("0.13.0"), (10, 3)) and rule(profile_for("0.17.0"), (10, 3))
+    assert not rule(profile_for("0.15.0"), (9, 0)) and not rule(profile_for("0.15.0"), (12, 0))
+    assert not rule(profile_for("0.15.0"), (10, 0), device="cpu")
+    assert not rule(profile_for("0.15.0"), (10, 0), env={"VLLM_ATTENTION_BACKEND": "TRITON_ATTN"})
+
+
+# A model that is not hybrid gets no alignment: FlashInferMetadataBuilder asserts `kv_cache_spec.block_size
+# != 16` for head_dim 256 on those GPUs and releases (v1/attention/backends/flashinfer.py), so vLLM stops at
+# startup with its message; Gemma 3 4B has head_dim 256 on every layer.
+GEMMA3 = "google/gemma-3-4b-it"
+
+
+@pytest.mark.parametrize("gpu, version, extra, refused", [
+    ("B200", "0.15.0", (), True),
+    ("B200", "0.11.1", (), True),
+    ("B200", "0.11.0", (), False),
+    ("B200", "0.18.0", (), False),
+    ("H100", "0.15.0", (), False),
+    ("B200", "0.15.0", ("--block-size", "32"), False),
+])
+def test_gemma3_head_256_on_blackwell(gpu, version, extra, refused):
+    r = invoke(["check", GEMMA3, "--gpu", gpu, "--vllm-version", version, "--max-model-len", "8192", "--json",
+                *extra])
+    assert (r.rc == 2) is refused, r
+    if refused:
+        assert "There is a bug in FlashInfer block_size 16 head size 256 support" in r.json["error"]["message"]
+        assert "--block-size 32" in r.json["error"]["hint"]

@@ -242,7 +242,7 @@ def cpu_kv_budget(settings: Settings, env: Mapping[str, str]) -> tuple[Settings,
 
 # vLLM environment variables that change what kvfit computes
 VLLM_ENV = {"VLLM_USE_V1", "VLLM_ALLOW_LONG_MAX_MODEL_LEN", "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS",
-            "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_PP_LAYER_PARTITION"}
+            "VLLM_USE_FLASHINFER_SAMPLER", "VLLM_PP_LAYER_PARTITION", "VLLM_ATTENTION_BACKEND"}
 
 
 def engine_profile(version: str, env: Mapping[str, str], s: Settings, model: Model, gpu: Gpu

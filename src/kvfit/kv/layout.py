@@ -55,6 +55,7 @@ class KVOptions:
     group_ratio: float = 1.5             # group size rule: 0 = smallest type's count (0.9.1-0.11)
     mla_align_elems: int = 0             # V0 0.7.2-0.7.3: MLA entry rounded up to this many values
     hybrid_align_fixed: bool = False     # before 0.20: hybrid alignment 16 tokens whatever --block-size says
+    hybrid_align_tokens: int = 16        # that alignment: 32 for head size 256 on Blackwell with FlashInfer (0.11.1-0.17)
     mamba2_checkpoint: bool = True       # 0.32+: MambaMixer2's prefill checkpoint block (before: none)
 
 
@@ -146,8 +147,10 @@ def align_hybrid_block_size(arch: ModelArch, opt: KVOptions) -> tuple[int, int |
     mamba_page = max(mamba_page_bytes(x, opt, model_shape=True) for x in arch.mamba_layers)
     if opt.hybrid_align_fixed and not arch.use_mla:
         # < 0.20 (profiles.KVLayoutRule.hybrid_align_fixed): models/config.py::HybridAttentionMambaModelConfig
-        # aligns to 16 tokens on every platform; the user's --block-size only wins when it is larger.
-        block = max(opt.block_size, 16 * cdiv(mamba_page, 16 * attn_1))
+        # aligns to 16 tokens on every platform (32: profiles.flashinfer_hd256_needs_32); the user's
+        # --block-size only wins when it is larger.
+        a = opt.hybrid_align_tokens
+        block = max(opt.block_size, a * cdiv(mamba_page, a * attn_1))
         attn_page = block * attn_1
         return (block, None, 0.0) if attn_page == mamba_page else \
             (block, attn_page, 100 * (attn_page - mamba_page) / mamba_page)

@@ -975,8 +975,9 @@ class KVLayoutRule:
     # Hybrid (attention + mamba) block alignment, non-MLA models: before 0.20 the attention block is
     # max(--block-size, 16 * cdiv(mamba page, 16 * attention page of one token)) (models/config.py::
     # HybridAttentionMambaModelConfig: "attn_block_size = 16 * cdiv(...)" in 0.10.1-0.11.x,
-    # kernel_block_alignment_size = 16 in 0.12.0-0.19.x); from 0.20.0 the alignment is
-    # max(smallest kernel block, --block-size) (platforms/interface.py::_align_hybrid_block_size).
+    # kernel_block_alignment_size = 16 in 0.11.1-0.19.x, 32 for head size 256 with FlashInfer on Blackwell in
+    # 0.11.1-0.17.x: flashinfer_hd256_needs_32); from 0.20.0 the alignment is max(smallest kernel block,
+    # --block-size) (platforms/interface.py::_align_hybrid_block_size).
     hybrid_align_fixed: bool = False
     # MambaMixer2's MambaSpec carries num_prefill_checkpoint_blocks=1 (one more state page per request in
     # mamba_cache_mode "align", v1/kv_cache_interface.py::MambaSpec.max_memory_usage_bytes) from 0.32.0
@@ -1246,6 +1247,29 @@ def triton_mla_workspace_bytes(*, max_num_seqs: int, num_heads_per_rank: int, kv
     rows = max_num_seqs * (1 + num_speculative_tokens)
     n = rows * num_heads_per_rank * splits * (kv_lora_rank + 1) * 4
     return -(-n // 256) * 256
+
+
+def flashinfer_hd256_needs_32(profile: Profile, compute_capability: tuple[int, int] | None, *,
+                              device: str = "cuda", env: Mapping[str, str] | None = None) -> bool:
+    """vLLM 0.11.1-0.17.x on Blackwell: FlashInfer cannot run head size 256 on 16-token blocks
+    (flashinfer-ai/flashinfer#1993), so
+      * v1/attention/backends/flashinfer.py::FlashInferMetadataBuilder asserts `kv_cache_spec.block_size != 16`
+        when head_dim == 256 ("There is a bug in FlashInfer block_size 16 head size 256 support. Please avoid
+        this combination by passing --block-size 32 or --block-size 64."): the engine stops at startup;
+      * model_executor/models/config.py::HybridAttentionMambaModelConfig aligns a hybrid's attention block to
+        32 tokens instead of 16 when the model's head size is 256 and the backend is unset or FLASHINFER.
+    The device test is is_device_capability(100) (10.0 only) in 0.11.1-0.12.x and
+    is_device_capability_family(100) (any 10.x) from 0.13.0; 0.18.0 drops both. FlashInfer is vLLM's first
+    choice for non-MLA attention on SM 10.x (platforms/cuda.py::_get_backend_priorities), so it applies unless
+    VLLM_ATTENTION_BACKEND names another backend."""
+    r = release_of(profile.version)
+    if device != "cuda" or profile.engine != "V1" or not ((0, 11, 1) <= r < (0, 18, 0)) or compute_capability is None:
+        return False
+    cc = tuple(compute_capability)
+    if not (cc == (10, 0) if r < (0, 13, 0) else cc[0] == 10):
+        return False
+    backend = (env or {}).get("VLLM_ATTENTION_BACKEND")
+    return backend in (None, "", "FLASHINFER")
 
 
 FLASHINFER_GDN_CHECKPOINT_ALIGNMENT = 64     # v1/attention/backends/gdn_attn.py (0.33)

@@ -23,7 +23,7 @@ from ..memory.encoder import encoder_profile
 from ..memory.overhead import (Overhead, cuda_context_bytes, estimate_cudagraph_bytes, estimate_overhead,
                                is_multimodal)
 from ..memory.profiles import (Profile, batch_defaults, cudagraph_headroom_warning, cudagraph_rule,
-                               gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, mamba_align_spec_refused,
+                               flashinfer_hd256_needs_32, gdn_checkpoint_alignment, kv_cache_dtype_error, kv_layout_rule, mamba_align_spec_refused,
                                mamba_cache_mode, max_len_refusal, minimax_fp32_state_refused, mxfp4_moe_backend,
                                nemotron_h_ssm_dtype,
                                reported_tokens, resolve_batch, rope_scaled_max_len, supports_mamba_prefix_caching,
@@ -376,9 +376,21 @@ def kv_options(r: Resolved, settings: Settings, arch: ModelArch, block_size: int
                        group_ratio=rule.group_ratio, hybrid_align_fixed=rule.hybrid_align_fixed,
                        mamba2_checkpoint=rule.mamba2_checkpoint_block,
                        mla_align_elems=256 // model_bytes if rule.mla_align_256 and arch.use_mla else 0)
+        cc = gpu.compute_capability if gpu is not None and settings.device == "cuda" else None
+        if not arch.use_mla and flashinfer_hd256_needs_32(profile, cc, device=settings.device,
+                                                          env=dict(settings.vllm_env)):
+            if arch.is_hybrid:
+                release["hybrid_align_tokens"] = 32 if arch.head_size == 256 else 16
+            elif (block_size or r.block_size) == 16 and any(
+                    x.head_size == 256 for x in arch.attention_layers if x.kind not in ("mla", "indexer")):
+                raise BadInput(f"vLLM {profile.version} on {gpu.name} (compute capability {cc[0]}.{cc[1]}) attends "
+                               "with FlashInfer, which stops at startup for head size 256 on 16-token blocks: "
+                               "\"There is a bug in FlashInfer block_size 16 head size 256 support. Please avoid "
+                               "this combination by passing --block-size 32 or --block-size 64.\" "
+                               "(v1/attention/backends/flashinfer.py)",
+                               "Pass --block-size 32 (or 64), or use vLLM 0.18.0 or later.")
         gdn = [x for x in arch.mamba_layers if x.kind == "gdn"]
         if gdn:
-            cc = gpu.compute_capability if gpu is not None and settings.device == "cuda" else None
             head_k = dict(gdn[0].params).get("dk")              # linear_key_head_dim
             release["gdn_checkpoint_alignment"] = gdn_checkpoint_alignment(
                 profile, device=settings.device, compute_capability=cc,
