@@ -327,3 +327,24 @@ def test_corrected_launches_round_trip_in_every_form(launch, form, changes):
         else:
             got = L.parse(text, form).get(key)
             assert str(got).lower() == str(value).lower() or got == value, (key, value, got)
+
+
+# --- the release a container image names ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("image, flag, version, said", [
+    ("vllm/vllm-openai:v0.10.2", (), "0.10.2", "vLLM 0.10.2: the release the launch's image names"),
+    ("docker.io/vllm/vllm-openai:v0.31.0-ubuntu2404", (), "0.31.0", "the release the launch's image names"),
+    ("vllm/vllm-openai:v0.10.2", ("--vllm-version", "0.20.0"), "0.20.0",
+     "vLLM 0.20.0 (--vllm-version) in place of the 0.10.2 the launch's image names"),
+    ("vllm/vllm-openai:v0.10.2", ("--vllm-version", "0.10.2"), "0.10.2", None),
+    ("vllm/vllm-openai:latest", ("--vllm-version", "0.20.0"), "0.20.0", None),
+])
+def test_a_docker_launch_is_answered_with_its_images_release(image, flag, version, said):
+    from kvfit_harness import invoke
+
+    r = invoke(["check", "--gpu", "H100", "--offline", "--json", *flag, "--", "docker", "run", "--gpus", "all",
+                image, "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192"])
+    assert r.rc == 0, r
+    assert r.json["vllm"]["version"] == version
+    image_notes = [n for n in r.json["notes"] if "image names" in n]
+    assert (said in image_notes[0] if said else not image_notes), image_notes

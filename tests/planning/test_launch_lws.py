@@ -127,6 +127,11 @@ def test_the_manifest_answers_as_the_pasted_launch_with_the_same_gpus(path):
     a, b = json.loads(manifest.out), json.loads(pasted.out)
     assert a["launch"]["form"] == "k8s" and b["launch"]["form"] == "serve"
     subs = {"$(LWS_GROUP_SIZE)": str(size), "$(LWS_WORKER_INDEX)": "0"}
+    # the manifest's image names its release (vllm/vllm-openai:vX.Y.Z): said once, the same rules as the pasted
+    # line answered with that release
+    image = [n for n in a["notes"] if "the release the launch's image names" in n]
+    a["notes"] = [n for n in a["notes"] if n not in image]
+    assert len(image) == 1 and a["vllm"]["version"] == b["vllm"]["version"] == image[0].split()[1].rstrip(":")
     assert _without_source(a, subs) == _without_source(b, {})
     lay = a["layout"]
     assert (lay["gpus"], lay["nodes"], lay["gpus_per_node"]) == (size * per_pod, size, per_pod)
@@ -155,6 +160,23 @@ def test_ray_without_the_backend_flag_is_refused_as_vllm_032_refuses_it():
     assert "--distributed-executor-backend ray" in msg
     j = invoke(["check", "--gpu", "H100", "--offline", "--json", "--launch", DOCS])   # as JSON, schema-checked
     assert j.rc == 2 and json.loads(j.out)
+
+
+def test_ray_without_the_backend_flag_is_ray_up_to_0_11():
+    """0.11 config/parallel.py ParallelConfig.__post_init__: no backend and world size 16 over the node's 8 GPUs
+    (cuda_device_count_stateless() < world_size) with Ray installed: backend = "ray" (the leader started the
+    Ray cluster). 0.12 raises "Tensor parallel size (16) cannot be larger than the number of available GPUs (8).";
+    0.13 and later "World size (16) is larger than the number of available GPUs (8) in this node"."""
+    j = invoke(["check", "--gpu", "H100", "--offline", "--json", "--vllm-version", "0.11.0", "--launch", DOCS])
+    assert j.rc in (0, 1), j
+    assert any("picks the Ray backend itself" in n for n in j.json["notes"])
+    assert j.json["layout"]["nodes"] == 2
+    small = invoke(["check", "--gpu", "H100", "--offline", "--vllm-version", "0.11.0", "--launch", "-"],
+                   input=DOCS.read_text().replace("size: 2", "size: 1"))
+    assert small.rc == 2 and "Cannot provide a placement group" in " ".join(small.err.split())
+    r = invoke(["check", "--gpu", "H100", "--offline", "--vllm-version", "0.12.0", "--launch", DOCS])
+    assert r.rc == 2
+    assert "Tensor parallel size (16) cannot be larger than the number of available GPUs (8)." in " ".join(r.err.split())
 
 
 def test_a_ray_group_with_too_few_gpus_never_gets_its_placement_group():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -118,6 +119,18 @@ def _installed_version() -> str | None:
     if ("vllm",) not in memo:
         memo[("vllm",)] = installed_vllm_version()
     return memo[("vllm",)]
+
+
+_IMAGE_VERSION = re.compile(r"(?:^|/)vllm/vllm-openai:v?(\d+\.\d+\.\d+(?:\.post\d+)?)(?:-[\w.]+)?$")
+
+
+def image_version(launch: L.Launch | None) -> str | None:
+    """The vLLM release a launch's container image names (vllm/vllm-openai:v0.10.2, :v0.31.0-ubuntu2404), so a
+    docker run, compose file or Kubernetes manifest is answered with that release's rules; None for other
+    images and for moving tags (latest, nightly)."""
+    image = getattr(launch, "image", None) if launch is not None else None
+    m = _IMAGE_VERSION.search(image or "")
+    return m.group(1) if m else None
 
 
 def load_model(ref: str, revision: str | None, offline: bool, hf_overrides: str | None = None
@@ -302,11 +315,20 @@ def build(req: Request) -> Inputs:
     values = dict(req.values)
     launch = req.launch
     lv = None
+    tagged = image_version(launch)
+    version = values.get("vllm_version") or tagged or _installed_version() or CURRENT_VERSION
+    if tagged and not values.get("vllm_version"):
+        notes.append(f"vLLM {tagged}: the release the launch's image names ({launch.image}); --vllm-version "
+                     "overrides it")
+    elif tagged and version != tagged:
+        notes.append(f"vLLM {version} (--vllm-version) in place of the {tagged} the launch's image names "
+                     f"({launch.image})")
     if launch is not None:
-        first = L.read_values(launch)
+        first = L.read_values(launch, version)
         merged, cfg_notes = _with_config(launch, first.config, req.launch_dir)
         notes += cfg_notes
-        lv = L.read_values(merged)
+        lv = L.read_values(merged, version)
+        notes += lv.notes
         lv.require_resolved(set(values) | ({"model"} if req.model else set()))
         for dest, v in values.items():
             if dest in lv.values and lv.values[dest] != v and BY_DEST[dest].vllm:
@@ -325,13 +347,17 @@ def build(req: Request) -> Inputs:
         values["cpu_isa"] = detect_cpu_isa()
     env = launch_env(launch, env_proc)
     vllm_env = tuple(sorted((k, v) for k, v in env.items() if k in VLLM_ENV))
+    own = dict(launch.environment) if launch is not None else {}
+    for k, v in vllm_env:
+        if own.get(k) != v:
+            notes.append(f"{k}={v} from this shell's environment is taken into account (vLLM reads it at "
+                         "launch): run the command where it is set")
     given = settings_from(values, Settings(entrypoint=entrypoint, device=device, vllm_env=vllm_env))
     settings = given
     if device == "cpu":
         settings, cpu_notes = cpu_kv_budget(settings, env)
         notes += cpu_notes
     settings = settings.validate()
-    version = values.get("vllm_version") or _installed_version() or CURRENT_VERSION
     profile = profile_for(version)
     if profile.warning:
         warnings.append(profile.warning)

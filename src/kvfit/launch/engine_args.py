@@ -23,6 +23,7 @@ from typing import Any
 
 from ..errors import BadFlag, LaunchError, NotModelled
 from ..flags import BY_DEST, BY_VLLM, changed_flags, vllm_values
+from ..memory.profiles import release_of
 from ..settings import Settings
 from ..units import parse_human_int
 from .grammar import NOT_MODELLED, NOT_MODELLED_DEFAULTS, is_known
@@ -39,6 +40,7 @@ class LaunchValues:
     config: str | None                    # a --config file the launch names
     entrypoint: str                       # "serve" | "llm"
     unresolved: dict[str, str] = field(default_factory=dict)   # flag dest (or "model") -> a non-literal's source
+    notes: tuple[str, ...] = ()           # what vLLM decides for the launch that kvfit takes over (said in the answer)
 
     def require_resolved(self, given: set[str]) -> None:
         """Refuse a non-literal Python value of a flag kvfit models unless kvfit's own flags give it."""
@@ -102,8 +104,9 @@ def _expand(a: Arg, env: dict[str, str]) -> Arg | Expr:
     return a
 
 
-def read(launch: Launch) -> LaunchValues:
-    """The launch as kvfit's flag table reads it. Later occurrences win (argparse)."""
+def read(launch: Launch, version: str | None = None) -> LaunchValues:
+    """The launch as kvfit's flag table reads it. Later occurrences win (argparse). `version`: the vLLM release
+    it runs on, where vLLM's choice differs per release (a LeaderWorkerSet's implied Ray backend)."""
     raw: dict[str, tuple[Arg, Any]] = {}
     spec_parts: dict[str, Any] = {}
     dotted: dict[str, tuple[Arg, dict]] = {}
@@ -189,15 +192,18 @@ def read(launch: Launch) -> LaunchValues:
             spec[k] = int(v) if k == "num_speculative_tokens" and str(v).isdigit() else v
         values["speculative_config"] = BY_VLLM["speculative-config"].parse(spec)
     entrypoint = "llm" if launch.form == "python" and launch.program[:1] == ("LLM",) else "serve"
+    notes: list[str] = []
     if launch.group is not None and launch.gpus:
-        _check_group(launch, values, unresolved)
+        _check_group(launch, values, unresolved, version, notes)
         values["gpus_per_node"] = launch.gpus           # one pod of the group = one node
-    return LaunchValues(model, values, config, entrypoint, unresolved)
+    return LaunchValues(model, values, config, entrypoint, unresolved, tuple(notes))
 
 
-def _check_group(launch: Launch, values: dict[str, Any], unresolved: dict[str, str]) -> None:
+def _check_group(launch: Launch, values: dict[str, Any], unresolved: dict[str, str], version: str | None = None,
+                 notes: list[str] | None = None) -> None:
     """A LeaderWorkerSet's pods against what the leader's vLLM command needs; what vLLM would do when they do
-    not match, refused (exit 2). `launch.gpus`: GPUs per pod, `launch.group`: pods in the group."""
+    not match, refused (exit 2). `launch.gpus`: GPUs per pod, `launch.group`: pods in the group. Up to 0.11 a
+    leader that starts a Ray cluster gets the Ray backend from vLLM itself (values and `notes` say so)."""
     parallel = ("tensor_parallel_size", "pipeline_parallel_size", "prefill_context_parallel_size",
                 "data_parallel_size", "data_parallel_size_local", "nnodes", "distributed_executor_backend")
     if any(d in unresolved for d in parallel):
@@ -244,6 +250,15 @@ def _check_group(launch: Launch, values: dict[str, Any], unresolved: dict[str, s
                           f"{dp_local * world} GPUs on each node, but {group}",
                           f"Set nvidia.com/gpu to {dp_local * world}.", flag="data_parallel_size_local")
         return
+    if backend is None and launch.ray and world > per_pod and version is not None \
+            and release_of(version) < (0, 12, 0):
+        # <= 0.11 config/parallel.py ParallelConfig.__post_init__: no backend and a world size over the node's GPUs
+        # (cuda_device_count_stateless() < world_size) with Ray installed: backend = "ray". 0.12 raises instead.
+        backend = values["distributed_executor_backend"] = "ray"
+        if notes is not None:
+            notes.append(f"vLLM {version} picks the Ray backend itself for {shape} on one pod's {per_pod} GPUs (the "
+                         "leader starts a Ray cluster; config/parallel.py); kvfit lays the ranks over the group's "
+                         "pods as Ray does")
     if backend == "ray":
         if total > size * per_pod:
             raise BadFlag(f"launch: {shape} needs {total} GPUs, but {group} give the Ray cluster {size * per_pod}: "
@@ -262,10 +277,13 @@ def _check_group(launch: Launch, values: dict[str, Any], unresolved: dict[str, s
     if total > per_pod:
         ray = (" The leader starts a Ray cluster, but vLLM 0.12 and later do not pick Ray by themselves (0.11 and "
                "earlier did)." if launch.ray else "")
+        r = release_of(version) if version else (0, 32, 0)
+        said = (f"\"Tensor parallel size ({world}) cannot be larger than the number of available GPUs ({per_pod}).\""
+                if r < (0, 13, 0) else
+                f"\"World size ({world}) is larger than the number of available GPUs ({per_pod}) in this node\"")
         raise BadFlag(f"launch: {shape} needs {total} GPUs, and the leader's vLLM runs on its pod's {per_pod} "
-                      f"(one node of {group}): vLLM 0.32 refuses it (config/parallel.py ParallelConfig.__post_init__: "
-                      f"\"World size ({world}) is larger than the number of available GPUs ({per_pod}) in this "
-                      f"node\").{ray}",
+                      f"(one node of {group}): vLLM {version or '0.32'} refuses it (config/parallel.py "
+                      f"ParallelConfig.__post_init__: {said}).{ray}",
                       "Add --distributed-executor-backend ray to the leader's vllm command (Ray over the group's "
                       "pods), or use vLLM's launcher: --nnodes $(LWS_GROUP_SIZE) --node-rank $(LWS_WORKER_INDEX) "
                       "--master-addr $(LWS_LEADER_ADDRESS), --headless on the workers.",
